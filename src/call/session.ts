@@ -1,0 +1,604 @@
+/**
+ * Everything that decides what happens on a call, as a pure state machine:
+ *
+ *   const actions = session.handle(input, nowMs);
+ *
+ * No sockets, no timers, no clock: time comes in as an argument, so a recorded call replays
+ * deterministically in a unit test. The shell (bridge.ts) parses frames, feeds them here, and
+ * executes the returned actions.
+ */
+import type { AgentConfig } from '../config.js';
+import { InboundTranscoder, OutboundTranscoder } from '../audio/transcoder.js';
+import { FRAME_BYTES, MULAW_BYTES_PER_MS } from '../audio/framer.js';
+import type {
+  OtherServerEvent,
+  RealtimeClientEvent,
+  RealtimeServerEvent,
+  RealtimeSessionConfig,
+  ResponseDoneEvent,
+  OutputAudioDeltaEvent,
+} from '../realtime/events.js';
+import { clearMessage, markMessage, mediaMessage } from '../twilio/messages.js';
+import type { TwilioInbound, TwilioOutbound } from '../twilio/messages.js';
+import { PlayoutTracker } from './playout.js';
+
+export const PCM24K_BYTES_PER_MS = 48;
+const FRAME_MS_EXACT = FRAME_BYTES / MULAW_BYTES_PER_MS;
+
+export type SessionInput =
+  | { kind: 'twilio'; message: TwilioInbound }
+  | { kind: 'realtime'; event: RealtimeServerEvent | OtherServerEvent }
+  | { kind: 'upstream-open' }
+  | { kind: 'upstream-closed'; code: number; reason: string }
+  | { kind: 'twilio-closed'; code: number };
+
+export type EndReason = 'twilio-stop' | 'twilio-closed' | 'upstream-closed';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export type SessionAction =
+  | { kind: 'send-twilio'; message: TwilioOutbound }
+  | { kind: 'send-realtime'; event: RealtimeClientEvent }
+  | { kind: 'connect-upstream'; callSid: string; streamSid: string; customParameters: Record<string, string> }
+  | { kind: 'end-call'; reason: EndReason }
+  | { kind: 'log'; level: LogLevel; msg: string; fields: Record<string, unknown> };
+
+/** What the session knows of the response lifecycle on the server. */
+type ResponseState =
+  | { phase: 'none' }
+  /** response.create sent, response.created not yet seen */
+  | { phase: 'requested'; cancelOnCreated: boolean }
+  | { phase: 'active'; id: string; startedAtMs: number };
+
+/** An assistant audio item as produced by the model. */
+interface OutputItem {
+  readonly itemId: string;
+  readonly responseId: string;
+  contentIndex: number;
+  producedBytes: number;
+  audioDone: boolean;
+  transcript: string;
+  /** truncated or deleted by an interruption: the conversation already matches what was heard */
+  settled: null | { audioEndMs: number };
+}
+
+/** A barge-in decision, for logs and (later) metrics. */
+export interface InterruptionRecord {
+  atMs: number;
+  responseId: string | null;
+  cancelSent: boolean;
+  truncated: Array<{ itemId: string; audioEndMs: number; sentMs: number }>;
+  deleted: string[];
+  heardMs: number;
+  sentMs: number;
+}
+
+export interface TranscriptEntry {
+  role: 'user' | 'assistant';
+  itemId: string;
+  text: string;
+}
+
+export class CallSession {
+  private streamSid: string | null = null;
+  private callSid: string | null = null;
+  private ended = false;
+  private upstream: 'idle' | 'connecting' | 'open' | 'closed' = 'idle';
+  private readonly pendingAppends: string[] = [];
+  private pendingAppendMs = 0;
+  private droppedInboundMs = 0;
+
+  private response: ResponseState = { phase: 'none' };
+  /** the caller's turn ended while a response was active: create the next one after its done */
+  private createAfterDone = false;
+  private callerSpeaking = false;
+  private readonly interruptedResponses = new Set<string>();
+  private suppressUntilMs = Number.NEGATIVE_INFINITY;
+  private droppedDeltas = 0;
+
+  private readonly outputItems = new Map<string, OutputItem>();
+  /** the item whose audio is in the outbound transcoder right now */
+  private streamingItem: OutputItem | null = null;
+  private readonly playout = new PlayoutTracker();
+  private readonly inbound = new InboundTranscoder();
+  private readonly outbound = new OutboundTranscoder();
+
+  private turns = 0;
+  readonly interruptions: InterruptionRecord[] = [];
+  readonly transcript: TranscriptEntry[] = [];
+
+  constructor(private readonly config: AgentConfig) {}
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  get ids(): { callSid: string | null; streamSid: string | null } {
+    return { callSid: this.callSid, streamSid: this.streamSid };
+  }
+
+  handle(input: SessionInput, nowMs: number): SessionAction[] {
+    const out: SessionAction[] = [];
+    if (this.ended) return out;
+    switch (input.kind) {
+      case 'twilio':
+        this.onTwilio(input.message, nowMs, out);
+        break;
+      case 'realtime':
+        this.onRealtime(input.event, nowMs, out);
+        break;
+      case 'upstream-open':
+        this.onUpstreamOpen(out);
+        break;
+      case 'upstream-closed':
+        this.upstream = 'closed';
+        this.end('upstream-closed', out, { code: input.code, reason: input.reason });
+        break;
+      case 'twilio-closed':
+        this.end('twilio-closed', out, { code: input.code });
+        break;
+      default:
+        assertNever(input);
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------ Twilio side
+
+  private onTwilio(msg: TwilioInbound, nowMs: number, out: SessionAction[]): void {
+    switch (msg.event) {
+      case 'connected':
+        return;
+      case 'start': {
+        if (this.streamSid !== null) {
+          log(out, 'warn', 'second start ignored', { streamSid: msg.start.streamSid });
+          return;
+        }
+        this.streamSid = msg.start.streamSid;
+        this.callSid = msg.start.callSid;
+        this.upstream = 'connecting';
+        log(out, 'info', 'call started', { customParameters: Object.keys(msg.start.customParameters) });
+        out.push({
+          kind: 'connect-upstream',
+          callSid: msg.start.callSid,
+          streamSid: msg.start.streamSid,
+          customParameters: msg.start.customParameters,
+        });
+        return;
+      }
+      case 'media': {
+        if (this.streamSid === null) {
+          log(out, 'warn', 'media before start ignored', {});
+          return;
+        }
+        if (msg.streamSid !== this.streamSid) {
+          log(out, 'warn', 'media for another stream ignored', { got: msg.streamSid });
+          return;
+        }
+        if (msg.media.track !== 'inbound' && msg.media.track !== 'inbound_track') return;
+        this.forwardCallerAudio(msg.media.payload, out);
+        return;
+      }
+      case 'mark': {
+        const result = this.playout.onMarkEcho(msg.mark.name, nowMs);
+        if (result.kind === 'unknown') log(out, 'debug', 'unknown mark echoed', { name: msg.mark.name });
+        return;
+      }
+      case 'dtmf':
+        log(out, 'info', 'dtmf', { digit: msg.dtmf.digit });
+        return;
+      case 'stop':
+        this.end('twilio-stop', out, {});
+        return;
+      default:
+        assertNever(msg);
+    }
+  }
+
+  private forwardCallerAudio(mulawBase64: string, out: SessionAction[]): void {
+    // Transcode on arrival even while buffering: the resampler's state must see every sample
+    // in order, and the buffer then holds exactly what will be sent.
+    const pcm = this.inbound.transcode(mulawBase64);
+    if (this.upstream === 'open') {
+      out.push({ kind: 'send-realtime', event: { type: 'input_audio_buffer.append', audio: pcm } });
+      return;
+    }
+    const ms = (base64ByteLength(mulawBase64) / MULAW_BYTES_PER_MS);
+    this.pendingAppends.push(pcm);
+    this.pendingAppendMs += ms;
+    while (this.pendingAppendMs > this.config.maxBufferedInboundMs && this.pendingAppends.length > 1) {
+      const dropped = this.pendingAppends.shift();
+      const droppedMs = dropped === undefined ? 0 : base64ByteLength(dropped) / PCM24K_BYTES_PER_MS;
+      this.pendingAppendMs -= droppedMs;
+      if (this.droppedInboundMs === 0) {
+        log(out, 'warn', 'upstream not open yet: dropping oldest buffered caller audio', {
+          maxBufferedInboundMs: this.config.maxBufferedInboundMs,
+        });
+      }
+      this.droppedInboundMs += droppedMs;
+    }
+  }
+
+  private onUpstreamOpen(out: SessionAction[]): void {
+    this.upstream = 'open';
+    out.push({ kind: 'send-realtime', event: { type: 'session.update', session: this.sessionConfig() } });
+    for (const audio of this.pendingAppends) out.push({ kind: 'send-realtime', event: { type: 'input_audio_buffer.append', audio } });
+    log(out, 'info', 'upstream open', {
+      bufferedMs: Math.round(this.pendingAppendMs),
+      droppedMs: Math.round(this.droppedInboundMs),
+    });
+    this.pendingAppends.length = 0;
+    this.pendingAppendMs = 0;
+  }
+
+  sessionConfig(): RealtimeSessionConfig {
+    const c = this.config;
+    return {
+      type: 'realtime',
+      output_modalities: ['audio'],
+      instructions: c.instructions,
+      audio: {
+        input: {
+          format: { type: 'audio/pcm', rate: 24000 },
+          transcription: c.transcriptionModel === null ? null : { model: c.transcriptionModel },
+          noise_reduction: c.noiseReduction === null ? null : { type: c.noiseReduction },
+          turn_detection: {
+            type: 'server_vad',
+            threshold: c.turnDetection.threshold,
+            prefix_padding_ms: c.turnDetection.prefixPaddingMs,
+            silence_duration_ms: Math.max(500, c.turnDetection.silenceDurationMs),
+            // Turn-taking is ours: the server's own create/cancel races our routine.
+            create_response: false,
+            interrupt_response: false,
+          },
+        },
+        output: { format: { type: 'audio/pcm', rate: 24000 }, voice: c.voice },
+      },
+    };
+  }
+
+  // ------------------------------------------------------------------ Realtime side
+
+  private onRealtime(ev: RealtimeServerEvent | OtherServerEvent, nowMs: number, out: SessionAction[]): void {
+    switch (ev.type) {
+      case 'input_audio_buffer.speech_started':
+        this.onSpeechStarted(nowMs, out, ev.audio_start_ms);
+        return;
+      case 'input_audio_buffer.speech_stopped':
+        this.onSpeechStopped(out, ev.audio_end_ms);
+        return;
+      case 'response.created':
+        this.onResponseCreated(ev.response.id, nowMs, out);
+        return;
+      case 'response.output_item.added':
+        if (ev.item.role === 'assistant' && !this.outputItems.has(ev.item.id)) {
+          this.outputItems.set(ev.item.id, {
+            itemId: ev.item.id,
+            responseId: ev.response_id,
+            contentIndex: 0,
+            producedBytes: 0,
+            audioDone: false,
+            transcript: '',
+            settled: null,
+          });
+        }
+        return;
+      case 'response.output_audio.delta':
+        this.onAudioDelta(ev, nowMs, out);
+        return;
+      case 'response.output_audio.done': {
+        const item = this.outputItems.get(ev.item_id);
+        if (item !== undefined) item.audioDone = true;
+        if (this.streamingItem !== null && this.streamingItem.itemId === ev.item_id) this.finishStreamingItem(nowMs, out);
+        return;
+      }
+      case 'response.output_audio_transcript.done': {
+        const item = this.outputItems.get(ev.item_id);
+        if (item === undefined) {
+          this.setTranscript('assistant', ev.item_id, ev.transcript);
+          return;
+        }
+        item.transcript = ev.transcript;
+        if (item.settled === null) this.setTranscript('assistant', item.itemId, item.transcript);
+        else this.recordHeardTranscript(item);
+        return;
+      }
+      case 'conversation.item.input_audio_transcription.completed':
+        this.setTranscript('user', ev.item_id, ev.transcript);
+        log(out, 'debug', 'caller transcript', { itemId: ev.item_id, transcript: ev.transcript });
+        return;
+      case 'response.done':
+        this.onResponseDone(ev, nowMs, out);
+        return;
+      case 'error': {
+        const { code, message } = ev.error;
+        if (code === 'response_cancel_not_active') {
+          log(out, 'debug', 'realtime error (benign)', { code, message });
+          return;
+        }
+        log(out, 'warn', 'realtime error', { code, message, type: ev.error.type });
+        if (code === 'conversation_already_has_active_response' && this.response.phase === 'requested') {
+          // The server still runs a response we thought was over: ask again after its done.
+          this.response = { phase: 'none' };
+          this.createAfterDone = true;
+        }
+        return;
+      }
+      case 'conversation.item.truncated':
+        log(out, 'debug', 'item truncated', { itemId: ev.item_id, audioEndMs: ev.audio_end_ms });
+        return;
+      case 'session.created':
+      case 'session.updated':
+      case 'input_audio_buffer.committed':
+      case 'input_audio_buffer.cleared':
+      case 'conversation.item.added':
+      case 'conversation.item.done':
+      case 'conversation.item.created':
+      case 'conversation.item.deleted':
+      case 'response.output_item.done':
+      case 'response.content_part.added':
+      case 'response.content_part.done':
+      case 'response.output_audio_transcript.delta':
+      case 'rate_limits.updated':
+      case 'other':
+        return;
+      default:
+        assertNever(ev);
+    }
+  }
+
+  private onSpeechStopped(out: SessionAction[], audioEndMs: number): void {
+    this.callerSpeaking = false;
+    this.turns += 1;
+    if (this.response.phase === 'none') {
+      this.requestResponse(out);
+      log(out, 'info', 'caller turn ended', { turn: this.turns, audioEndMs, responseRequested: true });
+    } else {
+      // Never two responses at once: ask right after the current one's response.done.
+      this.createAfterDone = true;
+      log(out, 'info', 'caller turn ended', { turn: this.turns, audioEndMs, responseRequested: false, waitingFor: this.activeResponseId() });
+    }
+  }
+
+  private requestResponse(out: SessionAction[]): void {
+    this.createAfterDone = false;
+    this.response = { phase: 'requested', cancelOnCreated: false };
+    out.push({ kind: 'send-realtime', event: { type: 'response.create' } });
+  }
+
+  private onResponseCreated(id: string, nowMs: number, out: SessionAction[]): void {
+    const wasCancelRequested = this.response.phase === 'requested' && this.response.cancelOnCreated;
+    this.response = { phase: 'active', id, startedAtMs: nowMs };
+    if (wasCancelRequested) {
+      // The caller barged in before we knew this response's id.
+      this.interruptedResponses.add(id);
+      out.push({ kind: 'send-realtime', event: { type: 'response.cancel', response_id: id } });
+      log(out, 'info', 'response cancelled on creation', { responseId: id });
+    }
+  }
+
+  private onResponseDone(ev: ResponseDoneEvent, nowMs: number, out: SessionAction[]): void {
+    const { id, status } = ev.response;
+    const active = this.response.phase === 'active' && this.response.id === id;
+    if (active && this.response.phase === 'active') {
+      const durationMs = nowMs - this.response.startedAtMs;
+      log(out, 'info', 'response done', {
+        responseId: id,
+        status,
+        reason: ev.response.status_details?.reason ?? null,
+        durationMs,
+        interrupted: this.interruptedResponses.has(id),
+        droppedDeltas: this.droppedDeltas,
+      });
+      this.response = { phase: 'none' };
+      this.droppedDeltas = 0;
+    } else if (this.response.phase === 'requested') {
+      // A done for an older response while ours is being created: nothing to change.
+      log(out, 'debug', 'response done for a response not tracked', { responseId: id, status });
+    }
+    // A response that ended without output_audio.done (failed, incomplete) still owes its tail.
+    if (this.streamingItem !== null && this.streamingItem.responseId === id) this.finishStreamingItem(nowMs, out);
+    this.interruptedResponses.delete(id);
+    this.pruneItems(id);
+    if (this.createAfterDone && this.response.phase === 'none' && !this.callerSpeaking) this.requestResponse(out);
+  }
+
+  private onAudioDelta(ev: OutputAudioDeltaEvent, nowMs: number, out: SessionAction[]): void {
+    let item = this.outputItems.get(ev.item_id);
+    if (item === undefined) {
+      item = {
+        itemId: ev.item_id,
+        responseId: ev.response_id,
+        contentIndex: ev.content_index,
+        producedBytes: 0,
+        audioDone: false,
+        transcript: '',
+        settled: null,
+      };
+      this.outputItems.set(ev.item_id, item);
+    }
+    item.contentIndex = ev.content_index;
+    item.producedBytes += base64ByteLength(ev.delta);
+    if (this.interruptedResponses.has(ev.response_id) || nowMs < this.suppressUntilMs || this.streamSid === null) {
+      this.droppedDeltas += 1;
+      return;
+    }
+    if (this.streamingItem !== null && this.streamingItem.itemId !== item.itemId) this.finishStreamingItem(nowMs, out);
+    this.streamingItem = item;
+    const streamSid = this.streamSid;
+    const current = item;
+    this.outbound.push(ev.delta, (payload) => this.sendFrame(streamSid, current, payload, nowMs, out));
+  }
+
+  private sendFrame(streamSid: string, item: OutputItem, payload: string, nowMs: number, out: SessionAction[]): void {
+    out.push({ kind: 'send-twilio', message: mediaMessage(streamSid, payload) });
+    const ms = base64ByteLength(payload) / MULAW_BYTES_PER_MS;
+    this.playout.recordSent(item, ms, nowMs);
+    if (this.playout.unmarkedMs() >= this.config.markIntervalMs - FRAME_MS_EXACT / 2) this.sendMark(streamSid, out);
+  }
+
+  private sendMark(streamSid: string, out: SessionAction[]): void {
+    const mark = this.playout.createMark();
+    out.push({ kind: 'send-twilio', message: markMessage(streamSid, mark.name) });
+  }
+
+  /** End of an item's audio: flush the partial frame and mark the end so we learn when it played. */
+  private finishStreamingItem(nowMs: number, out: SessionAction[]): void {
+    const item = this.streamingItem;
+    const streamSid = this.streamSid;
+    this.streamingItem = null;
+    if (item === null || streamSid === null) return;
+    this.outbound.flush((payload) => this.sendFrame(streamSid, item, payload, nowMs, out));
+    if (this.playout.unmarkedMs() > 0) this.sendMark(streamSid, out);
+  }
+
+  // ------------------------------------------------------------------ interruption
+
+  private onSpeechStarted(nowMs: number, out: SessionAction[], audioStartMs: number): void {
+    this.callerSpeaking = true;
+    // The caller is talking again: a reply queued for the end of their turn must wait for it.
+    this.createAfterDone = false;
+    const audible = this.playout.isAudible();
+    const active = this.response.phase !== 'none';
+    if (!audible && !active) {
+      log(out, 'debug', 'caller speech started', { audioStartMs });
+      return;
+    }
+    this.interrupt(nowMs, out);
+  }
+
+  private interrupt(nowMs: number, out: SessionAction[]): void {
+    const streamSid = this.streamSid;
+    const record: InterruptionRecord = {
+      atMs: nowMs,
+      responseId: null,
+      cancelSent: false,
+      truncated: [],
+      deleted: [],
+      heardMs: Math.floor(this.playout.playedMs(nowMs)),
+      sentMs: Math.floor(this.playout.sentMs),
+    };
+
+    const r = this.response;
+    if (r.phase === 'active') {
+      record.responseId = r.id;
+      if (!this.interruptedResponses.has(r.id)) {
+        this.interruptedResponses.add(r.id);
+        out.push({ kind: 'send-realtime', event: { type: 'response.cancel', response_id: r.id } });
+        record.cancelSent = true;
+      }
+    } else if (r.phase === 'requested') {
+      r.cancelOnCreated = true;
+    }
+
+    // Make the conversation match what the caller heard: cut the item being heard at the heard
+    // position, remove items the caller never heard anything of.
+    const heard = new Map(this.playout.heardItems(nowMs).map((h) => [h.itemId, h]));
+    const candidates = new Map<string, OutputItem>();
+    for (const h of heard.values()) {
+      const item = this.outputItems.get(h.itemId);
+      if (item !== undefined) candidates.set(h.itemId, item);
+    }
+    // Items of the interrupted response that never reached Twilio were heard not at all.
+    for (const item of this.outputItems.values()) if (this.interruptedResponses.has(item.responseId)) candidates.set(item.itemId, item);
+
+    for (const item of candidates.values()) {
+      if (item.settled !== null) continue;
+      const h = heard.get(item.itemId);
+      const fullyHeard = item.audioDone && h !== undefined && h.heardMs >= h.sentMs - 1;
+      if (fullyHeard) continue;
+      const producedMs = Math.floor(item.producedBytes / PCM24K_BYTES_PER_MS);
+      // Never past what the model produced: the API rejects that ("already shorter than").
+      const audioEndMs = Math.min(Math.floor(h?.heardMs ?? 0), producedMs);
+      if (audioEndMs >= 1) {
+        out.push({
+          kind: 'send-realtime',
+          event: { type: 'conversation.item.truncate', item_id: item.itemId, content_index: item.contentIndex, audio_end_ms: audioEndMs },
+        });
+        record.truncated.push({ itemId: item.itemId, audioEndMs, sentMs: Math.floor(h?.sentMs ?? 0) });
+      } else {
+        // Truncating at 0 is rejected for items without audio and pointless otherwise.
+        out.push({ kind: 'send-realtime', event: { type: 'conversation.item.delete', item_id: item.itemId } });
+        record.deleted.push(item.itemId);
+      }
+      item.settled = { audioEndMs };
+      if (item.transcript !== '') this.recordHeardTranscript(item);
+    }
+
+    if (streamSid !== null) out.push({ kind: 'send-twilio', message: clearMessage(streamSid) });
+    this.playout.newGeneration();
+    this.outbound.reset();
+    this.streamingItem = null;
+    this.suppressUntilMs = nowMs + this.config.suppressDeltasMs;
+    this.interruptions.push(record);
+    log(out, 'info', 'interruption', {
+      responseId: record.responseId,
+      cancelSent: record.cancelSent,
+      heardMs: record.heardMs,
+      sentMs: record.sentMs,
+      truncated: record.truncated,
+      deleted: record.deleted,
+    });
+  }
+
+  /**
+   * Keep the heard share of an interrupted item's words, for logs and for re-seeding a new
+   * session. Words are assumed evenly spread over the audio: an estimate, which is all the
+   * transcript offers.
+   */
+  private recordHeardTranscript(item: OutputItem): void {
+    const producedMs = item.producedBytes / PCM24K_BYTES_PER_MS;
+    if (item.settled === null || producedMs <= 0) return;
+    const words = item.transcript.split(/\s+/).filter((w) => w !== '');
+    const kept = words.slice(0, Math.floor((words.length * item.settled.audioEndMs) / producedMs)).join(' ');
+    this.setTranscript('assistant', item.itemId, kept);
+  }
+
+  private setTranscript(role: TranscriptEntry['role'], itemId: string, text: string): void {
+    const index = this.transcript.findIndex((t) => t.itemId === itemId);
+    if (text === '') {
+      if (index >= 0) this.transcript.splice(index, 1);
+      return;
+    }
+    if (index >= 0) this.transcript[index] = { role, itemId, text };
+    else this.transcript.push({ role, itemId, text });
+  }
+
+  /** Forget items that can no longer be interrupted: settled, or done and no longer playing. */
+  private pruneItems(doneResponseId: string): void {
+    const playing = this.playout.trackedItemIds();
+    for (const [itemId, item] of this.outputItems) {
+      const finished = item.responseId === doneResponseId || item.audioDone;
+      if (finished && (item.settled !== null || !playing.has(itemId))) this.outputItems.delete(itemId);
+    }
+  }
+
+  private activeResponseId(): string | null {
+    return this.response.phase === 'active' ? this.response.id : null;
+  }
+
+  // ------------------------------------------------------------------ end
+
+  private end(reason: EndReason, out: SessionAction[], fields: Record<string, unknown>): void {
+    if (this.ended) return;
+    this.ended = true;
+    log(out, 'info', 'call ended', { reason, turns: this.turns, interruptions: this.interruptions.length, ...fields });
+    out.push({ kind: 'end-call', reason });
+  }
+}
+
+function log(out: SessionAction[], level: LogLevel, msg: string, fields: Record<string, unknown>): void {
+  out.push({ kind: 'log', level, msg, fields });
+}
+
+/** Decoded size of a base64 string without decoding it. */
+export function base64ByteLength(b64: string): number {
+  const len = b64.length;
+  if (len === 0) return 0;
+  const padding = b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0;
+  return (len * 3) / 4 - padding;
+}
+
+function assertNever(x: never): never {
+  throw new Error(`unhandled variant: ${JSON.stringify(x)}`);
+}

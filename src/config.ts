@@ -1,0 +1,164 @@
+/**
+ * Typed configuration: agent behaviour from config/default.json, secrets and endpoints from the
+ * environment. Validated once; every problem is reported with the key that caused it.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const MIN_SILENCE_DURATION_MS = 500;
+
+export interface AgentConfig {
+  model: string;
+  instructions: string;
+  voice: string;
+  transcriptionModel: string | null;
+  noiseReduction: 'near_field' | 'far_field' | null;
+  turnDetection: { threshold: number; prefixPaddingMs: number; silenceDurationMs: number };
+  suppressDeltasMs: number;
+  markIntervalMs: number;
+  maxBufferedInboundMs: number;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface AppConfig {
+  port: number;
+  host: string;
+  openaiApiKey: string | null;
+  realtimeUrl: string;
+  publicUrl: string | null;
+  logLevel: LogLevel;
+  agent: AgentConfig;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export const DEFAULT_CONFIG_PATH = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'config', 'default.json');
+
+type Json = Record<string, unknown>;
+
+class Reader {
+  readonly problems: string[] = [];
+
+  constructor(private readonly root: Json) {}
+
+  private at(path: string): unknown {
+    let v: unknown = this.root;
+    for (const key of path.split('.')) {
+      if (typeof v !== 'object' || v === null) return undefined;
+      v = (v as Json)[key];
+    }
+    return v;
+  }
+
+  string(path: string): string {
+    const v = this.at(path);
+    if (typeof v !== 'string' || v.trim() === '') {
+      this.problems.push(`${path} must be a non-empty string`);
+      return '';
+    }
+    return v;
+  }
+
+  nullableString(path: string): string | null {
+    const v = this.at(path);
+    if (v === null) return null;
+    return this.string(path);
+  }
+
+  number(path: string, min: number, max: number, integer = false): number {
+    const v = this.at(path);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) {
+      this.problems.push(`${path} must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got ${JSON.stringify(v)}`);
+      return min;
+    }
+    return v;
+  }
+}
+
+export function parseAgentConfig(raw: unknown): AgentConfig {
+  if (typeof raw !== 'object' || raw === null) throw new ConfigError(['config file must hold a JSON object']);
+  const r = new Reader(raw as Json);
+  const transcription = (raw as Json)['transcription'];
+  const noise = (raw as Json)['noiseReduction'];
+  const problems: string[] = [];
+  if (noise !== null && noise !== 'near_field' && noise !== 'far_field') {
+    problems.push(`noiseReduction must be "near_field", "far_field" or null, got ${JSON.stringify(noise)}`);
+  }
+  const agent: AgentConfig = {
+    model: r.string('model'),
+    instructions: r.string('instructions'),
+    voice: r.string('voice'),
+    transcriptionModel: transcription === null ? null : r.string('transcription.model'),
+    noiseReduction: noise === 'near_field' || noise === 'far_field' ? noise : null,
+    turnDetection: {
+      threshold: r.number('turnDetection.threshold', 0, 1),
+      prefixPaddingMs: r.number('turnDetection.prefixPaddingMs', 0, 2000, true),
+      silenceDurationMs: r.number('turnDetection.silenceDurationMs', MIN_SILENCE_DURATION_MS, 5000, true),
+    },
+    suppressDeltasMs: r.number('interruption.suppressDeltasMs', 0, 5000, true),
+    markIntervalMs: r.number('playout.markIntervalMs', 10, 1000, true),
+    maxBufferedInboundMs: r.number('limits.maxBufferedInboundMs', 100, 60_000, true),
+  };
+  const all = [...r.problems, ...problems];
+  if (all.length > 0) throw new ConfigError(all);
+  return agent;
+}
+
+const LOG_LEVELS: ReadonlySet<string> = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath = DEFAULT_CONFIG_PATH): AppConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(configPath, 'utf8'));
+  } catch (err) {
+    throw new ConfigError([`cannot read ${configPath}: ${(err as Error).message}`]);
+  }
+  const agent = parseAgentConfig(raw);
+  const problems: string[] = [];
+
+  const port = env['PORT'] === undefined || env['PORT'] === '' ? 5050 : Number(env['PORT']);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) problems.push(`PORT must be an integer 0-65535, got "${env['PORT']}"`);
+
+  const realtimeUrl = nonEmpty(env['OPENAI_REALTIME_URL']) ?? `wss://api.openai.com/v1/realtime?model=${encodeURIComponent(agent.model)}`;
+  if (!isUrl(realtimeUrl, ['ws:', 'wss:'])) problems.push(`OPENAI_REALTIME_URL must be a ws:// or wss:// URL, got "${realtimeUrl}"`);
+
+  const publicUrlRaw = nonEmpty(env['PUBLIC_URL']);
+  let publicUrl: string | null = null;
+  if (publicUrlRaw !== null) {
+    if (!isUrl(publicUrlRaw, ['https:', 'http:'])) problems.push(`PUBLIC_URL must be an https:// URL, got "${publicUrlRaw}"`);
+    else publicUrl = publicUrlRaw.replace(/\/+$/, '');
+  }
+
+  const logLevel = (nonEmpty(env['LOG_LEVEL']) ?? 'info').toLowerCase();
+  if (!LOG_LEVELS.has(logLevel)) problems.push(`LOG_LEVEL must be one of ${[...LOG_LEVELS].join(', ')}, got "${logLevel}"`);
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    port,
+    host: nonEmpty(env['HOST']) ?? '0.0.0.0',
+    openaiApiKey: nonEmpty(env['OPENAI_API_KEY']),
+    realtimeUrl,
+    publicUrl,
+    logLevel: logLevel as LogLevel,
+    agent,
+  };
+}
+
+function nonEmpty(v: string | undefined): string | null {
+  return v === undefined || v.trim() === '' ? null : v.trim();
+}
+
+function isUrl(s: string, protocols: string[]): boolean {
+  try {
+    return protocols.includes(new URL(s).protocol);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * The upstream Realtime connection of one call: a WebSocket speaking the GA interface, to OpenAI,
+ * Azure OpenAI, or the embedded local model — the same code path for all three.
+ */
+import WebSocket from 'ws';
+import { parseServerEvent } from './events.js';
+import type { OtherServerEvent, RealtimeClientEvent, RealtimeServerEvent } from './events.js';
+
+export const REALTIME_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+export interface RealtimeConnectionHandlers {
+  onOpen(): void;
+  onEvent(event: RealtimeServerEvent | OtherServerEvent): void;
+  onInvalidFrame(reason: string): void;
+  onClose(code: number, reason: string): void;
+}
+
+/** Azure OpenAI authenticates with an `api-key` header; OpenAI and compatible servers with a Bearer token. */
+export function authHeaders(url: string, apiKey: string | null): Record<string, string> {
+  if (apiKey === null) return {};
+  const host = new URL(url).hostname;
+  if (host.endsWith('.openai.azure.com')) return { 'api-key': apiKey };
+  return { Authorization: `Bearer ${apiKey}` };
+}
+
+export class RealtimeConnection {
+  private readonly socket: WebSocket;
+  private closed = false;
+
+  constructor(url: string, apiKey: string | null, private readonly handlers: RealtimeConnectionHandlers) {
+    this.socket = new WebSocket(url, {
+      headers: authHeaders(url, apiKey),
+      handshakeTimeout: REALTIME_HANDSHAKE_TIMEOUT_MS,
+      // A phone call is latency-bound; compression costs CPU per frame and buys little on base64 audio.
+      perMessageDeflate: false,
+    });
+    this.socket.on('open', () => handlers.onOpen());
+    this.socket.on('message', (data, isBinary) => {
+      if (isBinary) {
+        handlers.onInvalidFrame('binary frame from Realtime server');
+        return;
+      }
+      const parsed = parseServerEvent(rawToString(data));
+      if (parsed.ok) handlers.onEvent(parsed.event);
+      else handlers.onInvalidFrame(parsed.error);
+    });
+    // 'error' always precedes 'close' in ws; the close carries the outcome.
+    this.socket.on('error', () => undefined);
+    this.socket.on('unexpected-response', (_req, res) => {
+      this.finish(1006, `upstream refused the handshake: HTTP ${res.statusCode ?? '?'}`);
+      this.socket.terminate();
+    });
+    this.socket.on('close', (code, reason) => this.finish(code, reason.toString()));
+  }
+
+  get isOpen(): boolean {
+    return this.socket.readyState === WebSocket.OPEN;
+  }
+
+  send(event: RealtimeClientEvent): boolean {
+    if (this.socket.readyState !== WebSocket.OPEN) return false;
+    this.socket.send(JSON.stringify(event));
+    return true;
+  }
+
+  /** Close at once; a connection still handshaking is torn down rather than left to finish. */
+  close(code = 1000, reason = 'call ended'): void {
+    this.closed = true;
+    if (this.socket.readyState === WebSocket.CONNECTING) this.socket.terminate();
+    else if (this.socket.readyState === WebSocket.OPEN) this.socket.close(code, reason);
+  }
+
+  private finish(code: number, reason: string): void {
+    if (this.closedNotified) return;
+    this.closedNotified = true;
+    this.handlers.onClose(code, this.closed ? `closed by bridge: ${reason}` : reason);
+  }
+
+  private closedNotified = false;
+}
+
+export function rawToString(data: WebSocket.RawData): string {
+  if (typeof data === 'string') return data;
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}

@@ -1,0 +1,87 @@
+/**
+ * The Fastify app: routes and plugins only. Call behaviour lives in src/call/.
+ */
+import Fastify from 'fastify';
+import type { FastifyInstance, FastifyRequest, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
+import formbody from '@fastify/formbody';
+import websocket from '@fastify/websocket';
+import type { AppConfig } from './config.js';
+import { CallBridge } from './call/bridge.js';
+import type { Logger } from './observability/logger.js';
+import { connectStreamTwiml, streamUrlFrom } from './twilio/twiml.js';
+
+/** A media frame is < 1 KiB; anything near this bound is not Twilio. */
+export const MAX_WS_MESSAGE_BYTES = 64 * 1024;
+
+export interface ServerOptions {
+  config: AppConfig;
+  logger: Logger;
+  /** Where calls go upstream; defaults to config.realtimeUrl (the local model's URL when it runs). */
+  realtimeUrl?: string;
+}
+
+export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Logger>;
+
+export interface CallbridgeServer {
+  app: App;
+  /** live calls, for shutdown and tests */
+  readonly calls: ReadonlySet<CallBridge>;
+  /** hang up every live call and wait for their sockets to close */
+  endAllCalls(): Promise<void>;
+}
+
+export async function buildServer(options: ServerOptions): Promise<CallbridgeServer> {
+  const { config, logger } = options;
+  const realtimeUrl = options.realtimeUrl ?? config.realtimeUrl;
+  const app = Fastify({ loggerInstance: logger, disableRequestLogging: true, trustProxy: false });
+  const calls = new Set<CallBridge>();
+  let nextConnectionId = 1;
+
+  await app.register(formbody);
+  await app.register(websocket, { options: { maxPayload: MAX_WS_MESSAGE_BYTES, perMessageDeflate: false } });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.post('/incoming-call', async (request, reply) => {
+    const streamUrl = streamUrlFor(request, config, logger);
+    const callSid = formField(request, 'CallSid');
+    logger.info({ callSid, streamUrl }, 'incoming call: answering with <Connect><Stream>');
+    return reply.type('text/xml').send(connectStreamTwiml(streamUrl));
+  });
+
+  app.get('/media-stream', { websocket: true }, (socket) => {
+    const bridge = new CallBridge(socket, {
+      agent: config.agent,
+      realtimeUrl,
+      apiKey: config.openaiApiKey,
+      logger,
+      connectionId: nextConnectionId++,
+    });
+    calls.add(bridge);
+    void bridge.closed.then(() => calls.delete(bridge));
+  });
+
+  return {
+    app,
+    calls,
+    async endAllCalls() {
+      const live = [...calls];
+      for (const call of live) call.hangUp();
+      await Promise.all(live.map((c) => c.closed));
+    },
+  };
+}
+
+function streamUrlFor(request: FastifyRequest, config: AppConfig, logger: Logger): string {
+  if (config.publicUrl !== null) return streamUrlFrom(config.publicUrl);
+  const host = request.headers.host ?? `localhost:${config.port}`;
+  logger.warn({ host }, 'PUBLIC_URL is not set: building the stream URL from the Host header; set PUBLIC_URL in production');
+  return streamUrlFrom(`https://${host}`);
+}
+
+function formField(request: FastifyRequest, name: string): string | null {
+  const body = request.body;
+  if (typeof body !== 'object' || body === null) return null;
+  const value = (body as Record<string, unknown>)[name];
+  return typeof value === 'string' ? value : null;
+}

@@ -1,0 +1,239 @@
+/**
+ * Drives a CallSession with a fake clock. A small model of Twilio's playback buffer sits on the
+ * Twilio side: media plays in real time from when it arrives, marks are echoed when playback
+ * reaches them, and `clear` drops the buffer and echoes every pending mark at once.
+ */
+import { parseAgentConfig, DEFAULT_CONFIG_PATH } from '../../src/config.js';
+import type { AgentConfig } from '../../src/config.js';
+import { CallSession } from '../../src/call/session.js';
+import type { SessionAction, SessionInput } from '../../src/call/session.js';
+import type { RealtimeClientEvent, RealtimeServerEvent } from '../../src/realtime/events.js';
+import type { TwilioOutbound } from '../../src/twilio/messages.js';
+import { readFileSync } from 'node:fs';
+
+export const STREAM_SID = 'MZ00000000000000000000000000000001';
+export const CALL_SID = 'CA00000000000000000000000000000001';
+
+export function defaultAgentConfig(overrides: Partial<AgentConfig> = {}): AgentConfig {
+  return { ...parseAgentConfig(JSON.parse(readFileSync(DEFAULT_CONFIG_PATH, 'utf8'))), ...overrides };
+}
+
+type QueueEntry = { kind: 'audio'; ms: number } | { kind: 'mark'; name: string };
+
+let eventSeq = 0;
+function eid(): string {
+  eventSeq += 1;
+  return `event_${eventSeq}`;
+}
+
+/** 24 kHz PCM16 of `ms` milliseconds of a quiet tone, base64. */
+export function pcm24kBase64(ms: number, amplitude = 3000): string {
+  const samples = Math.round(ms * 24);
+  const buf = Buffer.alloc(samples * 2);
+  for (let i = 0; i < samples; i++) buf.writeInt16LE(Math.round(amplitude * Math.sin((2 * Math.PI * 440 * i) / 24000)), i * 2);
+  return buf.toString('base64');
+}
+
+export class SessionHarness {
+  now = 0;
+  readonly session: CallSession;
+  readonly actions: Array<{ atMs: number; action: SessionAction }> = [];
+  /** echoes Twilio sent back, with the time */
+  readonly markEchoes: Array<{ atMs: number; name: string }> = [];
+  /** Twilio playback: queue and when the head entry started playing (null = idle) */
+  private queue: QueueEntry[] = [];
+  private headStartedAtMs: number | null = null;
+  private headPlayedMs = 0;
+  /** total agent audio the simulated caller has heard, ms */
+  heardMs = 0;
+  /** set to false to model a Twilio that never acknowledges (e.g. network stall) */
+  twilioEchoesMarks = true;
+
+  constructor(config: AgentConfig = defaultAgentConfig()) {
+    this.session = new CallSession(config);
+  }
+
+  feed(input: SessionInput): SessionAction[] {
+    const out = this.session.handle(input, this.now);
+    for (const action of out) {
+      this.actions.push({ atMs: this.now, action });
+      if (action.kind === 'send-twilio') this.onTwilioReceives(action.message);
+    }
+    return out;
+  }
+
+  realtime(event: Omit<RealtimeServerEvent, 'event_id'>): SessionAction[] {
+    return this.feed({ kind: 'realtime', event: { ...event, event_id: eid() } as RealtimeServerEvent });
+  }
+
+  /** Twilio `start`, then the upstream opens. */
+  startCall(): void {
+    this.feed({
+      kind: 'twilio',
+      message: {
+        event: 'start',
+        sequenceNumber: '1',
+        streamSid: STREAM_SID,
+        start: {
+          streamSid: STREAM_SID,
+          accountSid: 'AC00000000000000000000000000000001',
+          callSid: CALL_SID,
+          tracks: ['inbound'],
+          customParameters: {},
+          mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+        },
+      },
+    });
+    this.feed({ kind: 'upstream-open' });
+  }
+
+  callerMedia(payload: string): SessionAction[] {
+    return this.feed({
+      kind: 'twilio',
+      message: { event: 'media', sequenceNumber: '2', streamSid: STREAM_SID, media: { track: 'inbound', chunk: '1', timestamp: '0', payload } },
+    });
+  }
+
+  speechStarted(): SessionAction[] {
+    return this.realtime({ type: 'input_audio_buffer.speech_started', audio_start_ms: 0, item_id: 'item_user' });
+  }
+
+  speechStopped(): SessionAction[] {
+    return this.realtime({ type: 'input_audio_buffer.speech_stopped', audio_end_ms: 0, item_id: 'item_user' });
+  }
+
+  responseCreated(id: string): SessionAction[] {
+    return this.realtime({ type: 'response.created', response: { id, object: 'realtime.response', status: 'in_progress', output: [] } });
+  }
+
+  itemAdded(responseId: string, itemId: string): SessionAction[] {
+    return this.realtime({
+      type: 'response.output_item.added',
+      response_id: responseId,
+      output_index: 0,
+      item: { id: itemId, type: 'message', role: 'assistant', status: 'in_progress', content: [] },
+    });
+  }
+
+  delta(responseId: string, itemId: string, ms: number): SessionAction[] {
+    return this.realtime({
+      type: 'response.output_audio.delta',
+      response_id: responseId,
+      item_id: itemId,
+      output_index: 0,
+      content_index: 0,
+      delta: pcm24kBase64(ms),
+    });
+  }
+
+  audioDone(responseId: string, itemId: string): SessionAction[] {
+    return this.realtime({ type: 'response.output_audio.done', response_id: responseId, item_id: itemId, output_index: 0, content_index: 0 });
+  }
+
+  responseDone(id: string, status: 'completed' | 'cancelled' = 'completed'): SessionAction[] {
+    return this.realtime({ type: 'response.done', response: { id, object: 'realtime.response', status, output: [] } });
+  }
+
+  /** A whole response: created, item, `ms` of audio in `chunkMs` deltas, done. */
+  fullResponse(responseId: string, itemId: string, ms: number, chunkMs = 100): void {
+    this.responseCreated(responseId);
+    this.itemAdded(responseId, itemId);
+    for (let sent = 0; sent < ms; sent += chunkMs) this.delta(responseId, itemId, Math.min(chunkMs, ms - sent));
+    this.audioDone(responseId, itemId);
+    this.responseDone(responseId);
+  }
+
+  /** Let time pass; Twilio plays its buffer and echoes marks at the instant playback reaches them. */
+  advance(ms: number): void {
+    const target = this.now + ms;
+    this.flushImmediateEchoes();
+    for (;;) {
+      const head = this.queue[0];
+      if (head === undefined || this.headStartedAtMs === null) break;
+      if (head.kind === 'mark') {
+        this.queue.shift();
+        this.echo(head.name);
+        continue;
+      }
+      const remaining = head.ms - this.headPlayedMs;
+      const finishAt = this.headStartedAtMs + remaining;
+      if (finishAt > target) {
+        this.headPlayedMs += target - this.headStartedAtMs;
+        this.heardMs += target - this.headStartedAtMs;
+        this.headStartedAtMs = target;
+        break;
+      }
+      this.now = finishAt;
+      this.heardMs += remaining;
+      this.queue.shift();
+      this.headPlayedMs = 0;
+      this.headStartedAtMs = this.queue.length > 0 ? finishAt : null;
+    }
+    this.now = target;
+  }
+
+  private echo(name: string): void {
+    if (!this.twilioEchoesMarks) return;
+    this.markEchoes.push({ atMs: this.now, name });
+    this.feed({ kind: 'twilio', message: { event: 'mark', sequenceNumber: '9', streamSid: STREAM_SID, mark: { name } } });
+  }
+
+  private onTwilioReceives(msg: TwilioOutbound): void {
+    switch (msg.event) {
+      case 'media': {
+        const ms = Buffer.from(msg.media.payload, 'base64').length / 8;
+        if (this.queue.length === 0) {
+          this.headStartedAtMs = this.now;
+          this.headPlayedMs = 0;
+        }
+        this.queue.push({ kind: 'audio', ms });
+        return;
+      }
+      case 'mark':
+        if (this.queue.length === 0) {
+          // Nothing buffered: echoed at once (delivered on the next advance).
+          this.pendingImmediateEchoes.push(msg.mark.name);
+          return;
+        }
+        this.queue.push({ kind: 'mark', name: msg.mark.name });
+        return;
+      case 'clear': {
+        const pending = this.queue.filter((e): e is { kind: 'mark'; name: string } => e.kind === 'mark').map((e) => e.name);
+        this.queue = [];
+        this.headStartedAtMs = null;
+        this.headPlayedMs = 0;
+        this.pendingImmediateEchoes.push(...pending);
+        return;
+      }
+    }
+  }
+
+  private pendingImmediateEchoes: string[] = [];
+
+  /** Deliver echoes Twilio sends without playing anything (idle marks, marks flushed by clear). */
+  flushImmediateEchoes(): void {
+    while (this.pendingImmediateEchoes.length > 0) {
+      const name = this.pendingImmediateEchoes.shift();
+      if (name !== undefined) this.echo(name);
+    }
+  }
+
+  // ---------------------------------------------------------------- views
+
+  toTwilio(sinceIndex = 0): TwilioOutbound[] {
+    return this.actions
+      .slice(sinceIndex)
+      .flatMap(({ action }) => (action.kind === 'send-twilio' ? [action.message] : []));
+  }
+
+  toRealtime(sinceIndex = 0): RealtimeClientEvent[] {
+    return this.actions
+      .slice(sinceIndex)
+      .flatMap(({ action }) => (action.kind === 'send-realtime' ? [action.event] : []))
+      .filter((e) => e.type !== 'input_audio_buffer.append');
+  }
+
+  mark(): number {
+    return this.actions.length;
+  }
+}

@@ -1,0 +1,455 @@
+import { describe, expect, it } from 'vitest';
+import type { ItemTruncateEvent, RealtimeClientEvent, SessionUpdateEvent } from '../../src/realtime/events.js';
+import { SessionHarness, STREAM_SID, defaultAgentConfig } from '../support/session-harness.js';
+
+const SILENCE_20MS_MULAW = Buffer.alloc(160, 0xff).toString('base64');
+
+function truncates(events: RealtimeClientEvent[]): ItemTruncateEvent[] {
+  return events.filter((e): e is ItemTruncateEvent => e.type === 'conversation.item.truncate');
+}
+
+function types(events: Array<{ type?: string; event?: string }>): string[] {
+  return events.map((e) => e.type ?? e.event ?? '?');
+}
+
+describe('session setup', () => {
+  it('opens the upstream on start and sends a GA session.update first, with manual turn-taking', () => {
+    const h = new SessionHarness();
+    h.feed({
+      kind: 'twilio',
+      message: { event: 'connected', protocol: 'Call', version: '1.0.0' },
+    });
+    expect(h.actions).toHaveLength(0);
+    h.startCall();
+    const connect = h.actions.find((a) => a.action.kind === 'connect-upstream');
+    expect(connect).toBeDefined();
+    const first = h.toRealtime()[0] as SessionUpdateEvent;
+    expect(first.type).toBe('session.update');
+    expect(first.session.type).toBe('realtime');
+    expect(first.session.audio.input.format).toEqual({ type: 'audio/pcm', rate: 24000 });
+    expect(first.session.audio.output.format).toEqual({ type: 'audio/pcm', rate: 24000 });
+    expect(first.session.audio.output.voice).toBe('marin');
+    expect(first.session.audio.input.transcription).toEqual({ model: 'gpt-4o-transcribe' });
+    expect(first.session.audio.input.turn_detection).toEqual({
+      type: 'server_vad',
+      threshold: 0.6,
+      prefix_padding_ms: 300,
+      silence_duration_ms: 500,
+      create_response: false,
+      interrupt_response: false,
+    });
+  });
+
+  it('buffers caller audio that arrives before the upstream opens and sends it, in order, after session.update', () => {
+    const h = new SessionHarness();
+    h.feed({
+      kind: 'twilio',
+      message: {
+        event: 'start',
+        sequenceNumber: '1',
+        streamSid: STREAM_SID,
+        start: {
+          streamSid: STREAM_SID,
+          accountSid: 'AC1',
+          callSid: 'CA1',
+          tracks: ['inbound'],
+          customParameters: {},
+          mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+        },
+      },
+    });
+    for (let i = 0; i < 10; i++) h.callerMedia(SILENCE_20MS_MULAW);
+    expect(h.actions.filter((a) => a.action.kind === 'send-realtime')).toHaveLength(0);
+    h.feed({ kind: 'upstream-open' });
+    const sent = h.actions.flatMap(({ action }) => (action.kind === 'send-realtime' ? [action.event] : []));
+    expect(sent[0]?.type).toBe('session.update');
+    expect(sent.slice(1).map((e) => e.type)).toEqual(Array(10).fill('input_audio_buffer.append'));
+    for (const e of sent.slice(1)) {
+      // 20 ms at 24 kHz PCM16 = 960 bytes
+      if (e.type === 'input_audio_buffer.append') expect(Buffer.from(e.audio, 'base64')).toHaveLength(960);
+    }
+  });
+
+  it('bounds the pre-open buffer by dropping the oldest audio, and says so once', () => {
+    const h = new SessionHarness(defaultAgentConfig({ maxBufferedInboundMs: 200 }));
+    h.feed({
+      kind: 'twilio',
+      message: {
+        event: 'start',
+        sequenceNumber: '1',
+        streamSid: STREAM_SID,
+        start: { streamSid: STREAM_SID, accountSid: 'AC1', callSid: 'CA1', tracks: ['inbound'], customParameters: {}, mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } },
+      },
+    });
+    for (let i = 0; i < 30; i++) h.callerMedia(SILENCE_20MS_MULAW);
+    h.feed({ kind: 'upstream-open' });
+    const appends = h.actions.filter(({ action }) => action.kind === 'send-realtime' && action.event.type === 'input_audio_buffer.append');
+    expect(appends).toHaveLength(10);
+    const warnings = h.actions.filter(({ action }) => action.kind === 'log' && action.level === 'warn');
+    expect(warnings).toHaveLength(1);
+  });
+
+  it('sends nothing to Twilio before start, and ignores media before start', () => {
+    const h = new SessionHarness();
+    const out = h.callerMedia(SILENCE_20MS_MULAW);
+    expect(out.filter((a) => a.kind !== 'log')).toEqual([]);
+  });
+});
+
+describe('turn-taking', () => {
+  it('asks for a response when the caller stops speaking', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStarted();
+    expect(h.toRealtime().filter((e) => e.type !== 'session.update')).toEqual([]);
+    h.speechStopped();
+    expect(types(h.toRealtime())).toEqual(['session.update', 'response.create']);
+  });
+
+  it('waits for the active response to finish before creating the next, never two at once', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStarted();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    // The caller barges in and finishes a new turn while resp_1 is still being cancelled.
+    h.speechStarted();
+    h.speechStopped();
+    expect(types(h.toRealtime()).filter((t) => t === 'response.create')).toHaveLength(1);
+    h.responseDone('resp_1', 'cancelled');
+    expect(types(h.toRealtime()).filter((t) => t === 'response.create')).toHaveLength(2);
+  });
+
+  it('never sends response.create while the caller is talking again', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStarted();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.speechStopped(); // a second turn ended while resp_1 is active: deferred
+    h.speechStarted(); // ...but the caller resumed before resp_1 finished
+    h.responseDone('resp_1', 'cancelled');
+    expect(types(h.toRealtime()).filter((t) => t === 'response.create')).toHaveLength(1);
+    h.speechStopped();
+    expect(types(h.toRealtime()).filter((t) => t === 'response.create')).toHaveLength(2);
+  });
+});
+
+describe('outbound audio', () => {
+  it('sends each delta to Twilio at once as 20 ms frames, with a mark at least every 100 ms and at the end', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    const before = h.mark();
+    h.delta('resp_1', 'item_a', 250);
+    const first = h.toTwilio(before);
+    // 250 ms → 12 full frames now, the 10 ms tail waits for more audio
+    expect(first.filter((m) => m.event === 'media')).toHaveLength(12);
+    for (const m of first) if (m.event === 'media') expect(Buffer.from(m.media.payload, 'base64')).toHaveLength(160);
+    expect(types(first)).toEqual([
+      ...Array(5).fill('media'), 'mark',
+      ...Array(5).fill('media'), 'mark',
+      'media', 'media',
+    ]);
+    const beforeDone = h.mark();
+    h.audioDone('resp_1', 'item_a');
+    const tail = h.toTwilio(beforeDone);
+    expect(types(tail)).toEqual(['media', 'mark']);
+    const tailMedia = tail[0];
+    if (tailMedia?.event !== 'media') throw new Error('expected media');
+    expect(Buffer.from(tailMedia.media.payload, 'base64')).toHaveLength(80);
+    for (const m of h.toTwilio()) expect(m.streamSid).toBe(STREAM_SID);
+  });
+});
+
+describe('interruption routine (one test per mistake public bridges make)', () => {
+  it('truncates at the played position when the answer already finished generating but still plays from Twilio’s buffer', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.fullResponse('resp_1', 'item_a', 3000);
+    h.advance(1200);
+    const before = h.mark();
+    h.speechStarted();
+    const sent = h.toRealtime(before);
+    // No response is active any more: no cancel, but the caller still hears audio: clear + truncate.
+    expect(types(sent)).toEqual(['conversation.item.truncate']);
+    const [t] = truncates(sent);
+    expect(t).toEqual({ type: 'conversation.item.truncate', item_id: 'item_a', content_index: 0, audio_end_ms: 1200 });
+    expect(types(h.toTwilio(before))).toEqual(['clear']);
+  });
+
+  it('counts the played position per response, not from the first delta of the call', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.fullResponse('resp_1', 'item_a', 2000);
+    h.advance(2000 + 8000); // first answer fully heard, then 8 s of caller talk / silence
+    h.speechStarted();
+    h.speechStopped();
+    h.fullResponse('resp_2', 'item_b', 3000);
+    h.advance(700);
+    const before = h.mark();
+    h.speechStarted();
+    expect(truncates(h.toRealtime(before))).toEqual([
+      { type: 'conversation.item.truncate', item_id: 'item_b', content_index: 0, audio_end_ms: 700 },
+    ]);
+  });
+
+  it('counts audio played, not time elapsed, when generation stalls and Twilio’s buffer runs dry', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.delta('resp_1', 'item_a', 600);
+    h.advance(2000); // 600 ms played, then 1.4 s of dead air: the generation stalled
+    h.delta('resp_1', 'item_a', 600);
+    h.advance(300);
+    const before = h.mark();
+    h.speechStarted();
+    const sent = h.toRealtime(before);
+    expect(types(sent)).toEqual(['response.cancel', 'conversation.item.truncate']);
+    expect(sent[0]).toEqual({ type: 'response.cancel', response_id: 'resp_1' });
+    expect(truncates(sent)[0]?.audio_end_ms).toBe(900);
+  });
+
+  it('never truncates beyond what was sent when Twilio is slow to acknowledge', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.delta('resp_1', 'item_a', 500);
+    h.twilioEchoesMarks = false; // acknowledgements lost in transit
+    h.advance(5000);
+    const before = h.mark();
+    h.speechStarted();
+    const t = truncates(h.toRealtime(before))[0];
+    // capped at the first unacknowledged mark: at most 100 ms are claimed without proof
+    expect(t?.audio_end_ms).toBeLessThanOrEqual(100);
+    expect(t?.audio_end_ms).toBeGreaterThan(0);
+  });
+
+  it('uses the assistant item id, never the response id, and the content_index from the deltas', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.realtime({ type: 'response.output_audio.delta', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 2, delta: Buffer.alloc(48 * 400).toString('base64') });
+    h.advance(250);
+    const before = h.mark();
+    h.speechStarted();
+    const t = truncates(h.toRealtime(before))[0];
+    expect(t?.item_id).toBe('item_a');
+    expect(t?.content_index).toBe(2);
+    expect(t?.audio_end_ms).toBe(250);
+    expect(Number.isInteger(t?.audio_end_ms)).toBe(true);
+  });
+
+  it('deletes the item instead of truncating at 0 when the caller heard none of it', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    const before = h.mark();
+    h.speechStarted(); // before any audio arrived
+    const sent = h.toRealtime(before);
+    expect(sent).toEqual([
+      { type: 'response.cancel', response_id: 'resp_1' },
+      { type: 'conversation.item.delete', item_id: 'item_a' },
+    ]);
+  });
+
+  it('sends nothing at all on speech_started when nothing is audible and no response is active', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.fullResponse('resp_1', 'item_a', 1000);
+    h.advance(1500); // fully played, every mark acknowledged
+    const before = h.mark();
+    h.speechStarted();
+    expect(h.toRealtime(before)).toEqual([]);
+    expect(h.toTwilio(before)).toEqual([]);
+  });
+
+  it('cancels an active response exactly once, with its response_id', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.delta('resp_1', 'item_a', 300);
+    h.advance(200);
+    h.speechStarted();
+    h.speechStopped();
+    h.speechStarted(); // a second barge-in before resp_1's done arrives
+    const cancels = h.toRealtime().filter((e) => e.type === 'response.cancel');
+    expect(cancels).toEqual([{ type: 'response.cancel', response_id: 'resp_1' }]);
+  });
+
+  it('cancels a response whose creation was still in flight as soon as its id is known', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped(); // response.create sent
+    const before = h.mark();
+    h.speechStarted(); // caller resumes before response.created
+    expect(h.toRealtime(before)).toEqual([]);
+    h.responseCreated('resp_1');
+    expect(h.toRealtime(before)).toEqual([{ type: 'response.cancel', response_id: 'resp_1' }]);
+    // and its audio never reaches the caller
+    h.itemAdded('resp_1', 'item_a');
+    const beforeDelta = h.mark();
+    h.delta('resp_1', 'item_a', 500);
+    expect(h.toTwilio(beforeDelta)).toEqual([]);
+  });
+
+  it('drops every late delta of the interrupted response after clear, and all deltas for the suppression window', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.delta('resp_1', 'item_a', 400);
+    h.advance(200);
+    h.speechStarted();
+    const afterClear = h.mark();
+    h.delta('resp_1', 'item_a', 400); // generated before the server saw our cancel
+    h.advance(2000);
+    h.delta('resp_1', 'item_a', 400); // whatever the time
+    expect(h.toTwilio(afterClear)).toEqual([]);
+    h.responseDone('resp_1', 'cancelled');
+    // a response that is not interrupted still waits out the suppression window...
+    const h2 = new SessionHarness();
+    h2.startCall();
+    h2.speechStopped();
+    h2.fullResponse('resp_1', 'item_a', 1000);
+    h2.advance(300);
+    h2.speechStarted();
+    h2.speechStopped();
+    h2.responseCreated('resp_2');
+    h2.itemAdded('resp_2', 'item_b');
+    const early = h2.mark();
+    h2.advance(100);
+    h2.delta('resp_2', 'item_b', 100); // 100 ms after the interruption: suppressed
+    expect(h2.toTwilio(early)).toEqual([]);
+    h2.advance(500);
+    h2.delta('resp_2', 'item_b', 100); // 600 ms after: plays
+    expect(types(h2.toTwilio(early)).filter((t) => t === 'media')).toHaveLength(5);
+  });
+
+  it('ignores marks echoed by clear, so they cannot advance the next response’s position', () => {
+    // No suppression window here: the next answer's audio must reach Twilio before the stale echoes return.
+    const h = new SessionHarness(defaultAgentConfig({ suppressDeltasMs: 0 }));
+    h.startCall();
+    h.speechStopped();
+    h.fullResponse('resp_1', 'item_a', 3000);
+    h.advance(500);
+    h.speechStarted(); // clear: Twilio echoes the ~25 pending marks at once
+    h.speechStopped();
+    h.responseCreated('resp_2');
+    h.itemAdded('resp_2', 'item_b');
+    h.delta('resp_2', 'item_b', 2000); // arrives before the stale echoes are delivered
+    h.advance(600); // stale echoes delivered first, then 600 ms of resp_2 play
+    const before = h.mark();
+    h.speechStarted();
+    expect(truncates(h.toRealtime(before))).toEqual([
+      { type: 'conversation.item.truncate', item_id: 'item_b', content_index: 0, audio_end_ms: 600 },
+    ]);
+    expect(h.markEchoes.length).toBeGreaterThan(20);
+  });
+
+  it('handles three interruptions in a row, each truncating its own item at its own heard position', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    const heard = [400, 900, 1300];
+    heard.forEach((ms, i) => {
+      h.speechStopped();
+      h.fullResponse(`resp_${i}`, `item_${i}`, 3000);
+      h.advance(ms);
+      h.speechStarted();
+      h.advance(700);
+    });
+    expect(truncates(h.toRealtime())).toEqual(
+      heard.map((ms, i) => ({ type: 'conversation.item.truncate', item_id: `item_${i}`, content_index: 0, audio_end_ms: ms })),
+    );
+    expect(h.toTwilio().filter((m) => m.event === 'clear')).toHaveLength(3);
+    expect(h.session.interruptions).toHaveLength(3);
+  });
+
+  it('truncates the item being heard and deletes a later one not yet reached', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.delta('resp_1', 'item_a', 1000);
+    h.audioDone('resp_1', 'item_a');
+    h.itemAdded('resp_1', 'item_b');
+    h.delta('resp_1', 'item_b', 1000);
+    h.advance(600);
+    const before = h.mark();
+    h.speechStarted();
+    expect(h.toRealtime(before)).toEqual([
+      { type: 'response.cancel', response_id: 'resp_1' },
+      { type: 'conversation.item.truncate', item_id: 'item_a', content_index: 0, audio_end_ms: 600 },
+      { type: 'conversation.item.delete', item_id: 'item_b' },
+    ]);
+  });
+
+  it('keeps the heard share of the agent’s words in the transcript', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.delta('resp_1', 'item_a', 2000);
+    h.realtime({ type: 'response.output_audio_transcript.done', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 0, transcript: 'one two three four five six seven eight nine ten' });
+    h.advance(1000);
+    h.speechStarted();
+    expect(h.session.transcript).toEqual([{ role: 'assistant', itemId: 'item_a', text: 'one two three four five' }]);
+  });
+});
+
+describe('errors and hang-up', () => {
+  it('logs API errors with code and message and keeps the call going', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    const out = h.realtime({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_value', message: 'Audio content of 2450ms is already shorter than 2535ms' } });
+    expect(out).toEqual([
+      { kind: 'log', level: 'warn', msg: 'realtime error', fields: { code: 'invalid_value', message: 'Audio content of 2450ms is already shorter than 2535ms', type: 'invalid_request_error' } },
+    ]);
+    expect(h.session.isEnded).toBe(false);
+  });
+
+  it('ends the call on Twilio stop, and on an upstream close', () => {
+    const a = new SessionHarness();
+    a.startCall();
+    const out = a.feed({ kind: 'twilio', message: { event: 'stop', sequenceNumber: '5', streamSid: STREAM_SID, stop: { accountSid: 'AC1', callSid: 'CA1' } } });
+    expect(out.filter((x) => x.kind === 'end-call')).toEqual([{ kind: 'end-call', reason: 'twilio-stop' }]);
+    expect(a.feed({ kind: 'upstream-closed', code: 1000, reason: '' })).toEqual([]);
+
+    const b = new SessionHarness();
+    b.startCall();
+    const out2 = b.feed({ kind: 'upstream-closed', code: 1006, reason: 'gone' });
+    expect(out2.filter((x) => x.kind === 'end-call')).toEqual([{ kind: 'end-call', reason: 'upstream-closed' }]);
+  });
+
+  it('is isolated: two sessions share no state', () => {
+    const a = new SessionHarness();
+    const b = new SessionHarness();
+    a.startCall();
+    b.startCall();
+    a.speechStopped();
+    a.fullResponse('resp_1', 'item_a', 1000);
+    a.advance(300);
+    const before = b.mark();
+    b.speechStarted();
+    expect(b.toRealtime(before)).toEqual([]);
+    expect(b.toTwilio()).toEqual([]);
+  });
+});
