@@ -22,8 +22,12 @@ export interface AgentConfig {
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+export type RealtimeBackend = 'openai' | 'local';
+
 export interface AppConfig {
   port: number;
+  /** `local`: the embedded echo model on loopback (the default without an API key) */
+  realtimeBackend: RealtimeBackend;
   host: string;
   openaiApiKey: string | null;
   realtimeUrl: string;
@@ -139,11 +143,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath = DE
   const logLevel = (nonEmpty(env['LOG_LEVEL']) ?? 'info').toLowerCase();
   if (!LOG_LEVELS.has(logLevel)) problems.push(`LOG_LEVEL must be one of ${[...LOG_LEVELS].join(', ')}, got "${logLevel}"`);
 
+  const openaiApiKey = nonEmpty(env['OPENAI_API_KEY']);
+  const backendRaw = (nonEmpty(env['REALTIME_BACKEND']) ?? (openaiApiKey === null ? 'local' : 'openai')).toLowerCase();
+  if (backendRaw !== 'local' && backendRaw !== 'openai') problems.push(`REALTIME_BACKEND must be "local" or "openai", got "${backendRaw}"`);
+  if (backendRaw === 'openai' && openaiApiKey === null && nonEmpty(env['OPENAI_REALTIME_URL']) === null) {
+    problems.push('REALTIME_BACKEND=openai needs OPENAI_API_KEY (or an OPENAI_REALTIME_URL that takes no key)');
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     port,
+    realtimeBackend: backendRaw === 'local' ? 'local' : 'openai',
     host: nonEmpty(env['HOST']) ?? '0.0.0.0',
-    openaiApiKey: nonEmpty(env['OPENAI_API_KEY']),
+    openaiApiKey,
     realtimeUrl,
     publicUrl,
     logLevel: logLevel as LogLevel,

@@ -191,6 +191,7 @@ function parseStart(m: Json): TwilioStart {
 
 function parseMedia(m: Json): TwilioMedia {
   const media = obj(m, 'media', 'media');
+  if (typeof media['payload'] === 'number') throw new FieldError('wrong-type', 'media.payload must be a string');
   const payload = str(media, 'payload', 'media');
   if (!isStrictBase64(payload)) throw new FieldError('bad-payload', 'media.payload is not valid base64');
   return {
