@@ -18,6 +18,9 @@ export function defaultAgentConfig(overrides: Partial<AgentConfig> = {}): AgentC
   return { ...parseAgentConfig(JSON.parse(readFileSync(DEFAULT_CONFIG_PATH, 'utf8'))), ...overrides };
 }
 
+/** Omit distributed over the union, so each event keeps its own fields. */
+export type ServerEventInput = RealtimeServerEvent extends infer E ? (E extends RealtimeServerEvent ? Omit<E, 'event_id'> : never) : never;
+
 type QueueEntry = { kind: 'audio'; ms: number } | { kind: 'mark'; name: string };
 
 let eventSeq = 0;
@@ -62,7 +65,7 @@ export class SessionHarness {
     return out;
   }
 
-  realtime(event: Omit<RealtimeServerEvent, 'event_id'>): SessionAction[] {
+  realtime(event: ServerEventInput): SessionAction[] {
     return this.feed({ kind: 'realtime', event: { ...event, event_id: eid() } as RealtimeServerEvent });
   }
 
