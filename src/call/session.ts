@@ -132,10 +132,10 @@ export class CallSession {
         break;
       case 'upstream-closed':
         this.upstream = 'closed';
-        this.end('upstream-closed', out, { code: input.code, reason: input.reason });
+        this.end('upstream-closed', out, { closeCode: input.code, closeReason: input.reason });
         break;
       case 'twilio-closed':
-        this.end('twilio-closed', out, { code: input.code });
+        this.end('twilio-closed', out, { closeCode: input.code });
         break;
       default:
         assertNever(input);
@@ -157,13 +157,14 @@ export class CallSession {
         this.streamSid = msg.start.streamSid;
         this.callSid = msg.start.callSid;
         this.upstream = 'connecting';
-        log(out, 'info', 'call started', { customParameters: Object.keys(msg.start.customParameters) });
+        // connect-upstream first: it carries the ids the bridge puts on every later log line.
         out.push({
           kind: 'connect-upstream',
           callSid: msg.start.callSid,
           streamSid: msg.start.streamSid,
           customParameters: msg.start.customParameters,
         });
+        log(out, 'info', 'call started', { customParameters: Object.keys(msg.start.customParameters) });
         return;
       }
       case 'media': {
@@ -582,7 +583,7 @@ export class CallSession {
   private end(reason: EndReason, out: SessionAction[], fields: Record<string, unknown>): void {
     if (this.ended) return;
     this.ended = true;
-    log(out, 'info', 'call ended', { reason, turns: this.turns, interruptions: this.interruptions.length, ...fields });
+    log(out, 'info', 'call ended', { ...fields, reason, turns: this.turns, interruptions: this.interruptions.length });
     out.push({ kind: 'end-call', reason });
   }
 }

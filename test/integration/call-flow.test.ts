@@ -1,0 +1,229 @@
+/**
+ * End-to-end on real sockets: simulated Twilio caller → callbridge (Fastify) → strict local
+ * Realtime server. Audio plays in real time, so these tests take seconds each; they assert on the
+ * exact messages each peer received, not on timing.
+ */
+import { performance } from 'node:perf_hooks';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
+import { eventually, sentOfType, startRig, upstreamEvents } from '../support/call-rig.js';
+import type { Rig } from '../support/call-rig.js';
+import { loadAgentPcm24k, loadCallerMulaw } from '../support/fixtures.js';
+import type { AnswerSource } from '../../src/realtime/local/conversation.js';
+
+const QUESTION = loadCallerMulaw('caller-question');
+const INTERRUPT = loadCallerMulaw('caller-interrupt');
+const YES = loadCallerMulaw('caller-yes');
+const LONG_ANSWER = loadAgentPcm24k('agent-answer'); // 7.85 s
+const SHORT_ANSWER_MS = 1000;
+const SHORT_ANSWER = LONG_ANSWER.subarray(0, SHORT_ANSWER_MS * 24);
+
+/** The first `longCount` responses are long (to be interrupted); later ones are short. */
+function answers(longCount: number): AnswerSource {
+  return ({ responseIndex }) =>
+    responseIndex < longCount
+      ? { audio: LONG_ANSWER, transcript: 'Of course. I can book a table for two people tonight. We have openings at seven, seven thirty and eight fifteen. Which time would you like?' }
+      : { audio: SHORT_ANSWER, transcript: 'Of course.' };
+}
+
+function mediaMsAfter(caller: SimulatedCaller, fromMs: number): number {
+  let bytes = 0;
+  for (const r of caller.received) {
+    if (r.atMs > fromMs && r.message?.event === 'media') bytes += Buffer.from(r.message.media.payload, 'base64').length;
+  }
+  return bytes / 8;
+}
+
+/** Agent audio the caller had heard when each clear arrived (exact, from the playback model). */
+function heardAtClearsMs(caller: SimulatedCaller): number[] {
+  return caller.clears.map((clearAt) => {
+    const echo = caller.marksEchoed.find((m) => m.cause === 'cleared' && m.atMs >= clearAt);
+    if (echo === undefined) throw new Error('clear echoed no pending mark');
+    return echo.playedBytes / 8;
+  });
+}
+
+function truncatesOf(rig: Rig, connectionId: number): Array<{ item_id: string; content_index: number; audio_end_ms: number }> {
+  return upstreamEvents(rig.fake, connectionId)
+    .filter((e) => e.type === 'conversation.item.truncate')
+    .map((e) => ({ item_id: e['item_id'] as string, content_index: e['content_index'] as number, audio_end_ms: e['audio_end_ms'] as number }));
+}
+
+function assistantItemIds(rig: Rig, connectionId: number): string[] {
+  return sentOfType(rig.fake, connectionId, 'response.output_item.added').map((e) => (e['item'] as { id: string }).id);
+}
+
+function expectHeardMatchesTruncate(truncateMs: number, heardMs: number): void {
+  // The bridge decides on speech_started; the clear reaches the caller a few ms later, so the
+  // caller heard slightly more. It must never be claimed the caller heard more than they did.
+  expect(truncateMs).toBeLessThanOrEqual(heardMs + 2);
+  expect(truncateMs).toBeGreaterThanOrEqual(heardMs - 60);
+}
+
+let rig: Rig | null = null;
+afterEach(async () => {
+  await rig?.close();
+  rig = null;
+});
+
+describe('call flow on real sockets', () => {
+  it('barge-in after the answer finished generating: clear + truncate at the heard position, no cancel', async () => {
+    rig = await startRig({ upstream: { answer: answers(1), speed: Number.POSITIVE_INFINITY } });
+    const caller = rig.caller({ audio: QUESTION, segments: [{ audio: INTERRUPT, start: { afterHeardMs: 1500 }, label: 'barge-in' }] });
+    await caller.start();
+    await eventually(() => sentOfType(rig!.fake, 1, 'response.done').length >= 2 && caller.bufferedBytes() === 0 && mediaMsAfter(caller, caller.clears[0] ?? Infinity) >= SHORT_ANSWER_MS, 'second answer played', 30_000);
+    await caller.hangUp();
+
+    const events = upstreamEvents(rig.fake, 1);
+    const [firstItem, secondItem] = assistantItemIds(rig, 1);
+    // The exact conversation: setup, turn, (answer fully generated), barge-in, turn.
+    expect(events.map((e) => e.type)).toEqual(['session.update', 'response.create', 'conversation.item.truncate', 'response.create']);
+    const [truncate] = truncatesOf(rig, 1);
+    expect(truncate?.item_id).toBe(firstItem);
+    expect(truncate?.content_index).toBe(0);
+    expect(Number.isInteger(truncate?.audio_end_ms)).toBe(true);
+    expect(caller.clears).toHaveLength(1);
+    const [heard] = heardAtClearsMs(caller);
+    expectHeardMatchesTruncate(truncate?.audio_end_ms ?? -1, heard ?? -1);
+    expect(heard).toBeGreaterThan(1400);
+    expect(heard).toBeLessThan(2500);
+    // After the clear the caller hears exactly the second answer, none of the first.
+    expect(mediaMsAfter(caller, caller.clears[0] ?? 0)).toBe(SHORT_ANSWER_MS);
+    expect(secondItem).toBeDefined();
+    expect(rig.fake.errors).toEqual([]);
+    expect(caller.protocolErrors).toEqual([]);
+  });
+
+  it('barge-in during generation: cancel with the response id, and no late audio reaches the caller', async () => {
+    // 1.25× real time: generation is still running when the caller cuts in.
+    rig = await startRig({ upstream: { answer: answers(1), speed: 1.25 } });
+    const caller = rig.caller({ audio: QUESTION, segments: [{ audio: YES, start: { afterHeardMs: 1200 } }] });
+    await caller.start();
+    await eventually(() => sentOfType(rig!.fake, 1, 'response.done').length >= 2 && caller.bufferedBytes() === 0 && mediaMsAfter(caller, caller.clears[0] ?? Infinity) >= SHORT_ANSWER_MS, 'second answer played', 30_000);
+    await caller.hangUp();
+
+    const events = upstreamEvents(rig.fake, 1);
+    const [firstResponse] = sentOfType(rig.fake, 1, 'response.created').map((e) => (e['response'] as { id: string }).id);
+    const [firstItem] = assistantItemIds(rig, 1);
+    expect(events.map((e) => e.type)).toEqual(['session.update', 'response.create', 'response.cancel', 'conversation.item.truncate', 'response.create']);
+    expect(events[2]).toMatchObject({ type: 'response.cancel', response_id: firstResponse });
+    const [truncate] = truncatesOf(rig, 1);
+    expect(truncate?.item_id).toBe(firstItem);
+    const [heard] = heardAtClearsMs(caller);
+    expectHeardMatchesTruncate(truncate?.audio_end_ms ?? -1, heard ?? -1);
+    const [firstDone] = sentOfType(rig.fake, 1, 'response.done');
+    expect((firstDone?.['response'] as { status: string }).status).toBe('cancelled');
+    // Late deltas of the cancelled response were generated but never played.
+    expect(mediaMsAfter(caller, caller.clears[0] ?? 0)).toBe(SHORT_ANSWER_MS);
+    expect(rig.fake.errors).toEqual([]);
+    expect(caller.protocolErrors).toEqual([]);
+  });
+
+  it('generation stall before the barge-in: the truncate counts audio played, not time elapsed', async () => {
+    // 800 ms of answer arrive at once, then nothing for 1.5 s (Twilio's buffer runs dry), then the rest.
+    rig = await startRig({ upstream: { answer: answers(1), speed: Number.POSITIVE_INFINITY, stall: { afterMs: 800, forMs: 1500 } } });
+    const caller = rig.caller({ audio: QUESTION, segments: [{ audio: YES, start: { afterHeardMs: 1300 } }] });
+    await caller.start();
+    await eventually(() => caller.clears.length === 1 && sentOfType(rig!.fake, 1, 'conversation.item.truncated').length === 1, 'barge-in handled', 30_000);
+    await caller.hangUp();
+
+    const [truncate] = truncatesOf(rig, 1);
+    const [heard] = heardAtClearsMs(caller);
+    expectHeardMatchesTruncate(truncate?.audio_end_ms ?? -1, heard ?? -1);
+    // A wall-clock position would include the 1.5 s of dead air.
+    expect(truncate?.audio_end_ms).toBeLessThan(2000);
+    expect(rig.fake.errors).toEqual([]);
+  });
+
+  it('three interruptions in a row: each item truncated at its own heard position, one cancel at most each', async () => {
+    rig = await startRig({ upstream: { answer: answers(3), speed: 3 } });
+    const caller = rig.caller({
+      audio: QUESTION,
+      segments: [
+        { audio: YES, start: { afterHeardMs: 900 } },
+        { audio: YES, start: { afterHeardMs: 1300 } },
+        { audio: YES, start: { afterHeardMs: 1700 } },
+      ],
+    });
+    await caller.start();
+    await eventually(() => sentOfType(rig!.fake, 1, 'response.done').length >= 4 && caller.clears.length === 3 && mediaMsAfter(caller, caller.clears[2] ?? Infinity) >= SHORT_ANSWER_MS, 'fourth answer played', 45_000);
+    await caller.hangUp();
+
+    const items = assistantItemIds(rig, 1);
+    const truncates = truncatesOf(rig, 1);
+    const heard = heardAtClearsMs(caller);
+    // heard counts all agent audio of the call; per answer it is the difference between clears
+    const heardPerAnswer = heard.map((h, i) => h - (i === 0 ? 0 : (heard[i - 1] ?? 0)));
+    expect(truncates.map((t) => t.item_id)).toEqual(items.slice(0, 3));
+    truncates.forEach((t, i) => expectHeardMatchesTruncate(t.audio_end_ms, heardPerAnswer[i] ?? -1));
+    const types = upstreamEvents(rig.fake, 1).map((e) => e.type);
+    expect(types.filter((t) => t === 'response.create')).toHaveLength(4);
+    expect(types.filter((t) => t === 'response.cancel').length).toBeLessThanOrEqual(3);
+    expect(mediaMsAfter(caller, caller.clears[2] ?? 0)).toBe(SHORT_ANSWER_MS);
+    expect(rig.fake.errors).toEqual([]);
+    expect(caller.protocolErrors).toEqual([]);
+  });
+
+  it('hang-up mid-answer closes the upstream at once and leaves nothing behind', async () => {
+    rig = await startRig({ upstream: { answer: answers(1), speed: 1.5 } });
+    const caller = rig.caller({ audio: QUESTION });
+    await caller.start();
+    await eventually(() => caller.playedBytesTotal() >= 500 * 8, 'answer playing');
+    const hungUpAt = performance.now();
+    await caller.hangUp();
+    const closed = await rig.fake.waitForClose(1, 2000);
+    const closedAfterMs = performance.now() - hungUpAt;
+    expect(closed.code).toBe(1000);
+    expect(closedAfterMs).toBeLessThan(100);
+    await eventually(() => rig!.server.calls.size === 0, 'call removed');
+    expect(rig.fake.connectionsOpen).toBe(0);
+    const ended = rig.logs.find((l) => l.msg === 'call ended');
+    expect(ended).toMatchObject({ callSid: caller.callSid, reason: 'twilio-stop' });
+  });
+
+  it('an upstream that goes away ends the call cleanly: the stream socket is closed', async () => {
+    rig = await startRig({ upstream: { answer: answers(1), speed: 2 } });
+    const caller = rig.caller({ audio: QUESTION });
+    await caller.start();
+    await eventually(() => caller.playedBytesTotal() > 0, 'answer playing');
+    rig.fake.dropAll();
+    await caller.done;
+    expect(caller.endReason).toBe('server-closed');
+    await eventually(() => rig!.server.calls.size === 0, 'call removed');
+    expect(rig.logs.find((l) => l.msg === 'call ended')).toMatchObject({ callSid: caller.callSid, reason: 'upstream-closed' });
+  });
+
+  it('two calls at once are isolated: own upstream each, a barge-in on one leaves the other untouched', async () => {
+    rig = await startRig({ upstream: { answer: answers(1), speed: Number.POSITIVE_INFINITY } });
+    const polite = rig.caller({ audio: QUESTION });
+    const rude = rig.caller({ audio: QUESTION, segments: [{ audio: YES, start: { afterHeardMs: 1000 } }] });
+    await Promise.all([polite.start(), rude.start()]);
+    await rig.fake.waitForConnections(2);
+    await eventually(() => rude.clears.length === 1 && polite.playedBytesTotal() >= 3000 * 8, 'rude caller barged in, polite caller still listening', 30_000);
+
+    expect(polite.clears).toEqual([]);
+    expect(rig.fake.connectionsOpened).toBe(2);
+    const byConnection = [1, 2].map((id) => truncatesOf(rig!, id).length);
+    expect(byConnection.sort()).toEqual([0, 1]);
+    const rudeLines = rig.logs.filter((l) => l.msg === 'interruption');
+    expect(rudeLines).toHaveLength(1);
+    expect(rudeLines[0]?.callSid).toBe(rude.callSid);
+    await Promise.all([polite.hangUp(), rude.hangUp()]);
+    await eventually(() => rig!.server.calls.size === 0 && rig!.fake.connectionsOpen === 0, 'both calls closed');
+    expect(rig.fake.errors).toEqual([]);
+  });
+
+  it('every log line of a call carries its callSid and streamSid', async () => {
+    rig = await startRig({ upstream: { answer: answers(0), speed: Number.POSITIVE_INFINITY } });
+    const caller = rig.caller({ audio: QUESTION });
+    await caller.start();
+    await eventually(() => sentOfType(rig!.fake, 1, 'response.done').length === 1, 'answered');
+    await caller.hangUp();
+    await eventually(() => rig!.server.calls.size === 0, 'call removed');
+    const callLines = rig.logs.filter((l) => 'connectionId' in l && l.msg !== 'call session failed; ending call');
+    expect(callLines.length).toBeGreaterThan(3);
+    const afterStart = callLines.slice(callLines.findIndex((l) => l.msg === 'call started'));
+    for (const line of afterStart) expect(line).toMatchObject({ callSid: caller.callSid, streamSid: caller.streamSid });
+    expect(afterStart.map((l) => l.msg)).toEqual(expect.arrayContaining(['call started', 'upstream open', 'caller turn ended', 'response done', 'call ended']));
+  });
+});

@@ -1,0 +1,98 @@
+/**
+ * Integration rig: the real server on an ephemeral port, the strict local Realtime server as the
+ * upstream, and simulated Twilio callers — all on loopback, all real sockets.
+ */
+import { Writable } from 'node:stream';
+import { loadConfig } from '../../src/config.js';
+import type { AgentConfig, AppConfig } from '../../src/config.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { buildServer } from '../../src/server.js';
+import type { CallbridgeServer } from '../../src/server.js';
+import { startLocalRealtimeServer } from '../../src/realtime/local/server.js';
+import type { LocalRealtimeServer, LocalRealtimeServerSettings } from '../../src/realtime/local/server.js';
+import { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
+import type { SimulatedCallerOptions } from '../../src/twilio/simulated-caller.js';
+
+export interface LogLine {
+  level: string;
+  msg: string;
+  callSid?: string | null;
+  [key: string]: unknown;
+}
+
+export interface Rig {
+  fake: LocalRealtimeServer;
+  server: CallbridgeServer;
+  config: AppConfig;
+  mediaUrl: string;
+  baseUrl: string;
+  logs: LogLine[];
+  caller(options: Omit<SimulatedCallerOptions, 'url'>): SimulatedCaller;
+  close(): Promise<void>;
+}
+
+export async function startRig(options: {
+  upstream?: LocalRealtimeServerSettings;
+  agent?: Partial<AgentConfig>;
+  env?: NodeJS.ProcessEnv;
+} = {}): Promise<Rig> {
+  const fake = await startLocalRealtimeServer({ ...options.upstream, record: true });
+  const base = loadConfig({ OPENAI_REALTIME_URL: fake.url, REALTIME_BACKEND: 'openai', ...options.env });
+  const config: AppConfig = { ...base, port: 0, host: '127.0.0.1', logLevel: 'debug', agent: { ...base.agent, ...options.agent } };
+  const logs: LogLine[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line) as LogLine);
+      done();
+    },
+  });
+  const logger = createLogger('debug', sink);
+  const server = await buildServer({ config, logger, realtimeUrl: fake.url });
+  await server.app.listen({ port: 0, host: '127.0.0.1' });
+  const address = server.app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('server has no TCP address');
+  const callers: SimulatedCaller[] = [];
+  return {
+    fake,
+    server,
+    config,
+    logs,
+    mediaUrl: `ws://127.0.0.1:${address.port}/media-stream`,
+    baseUrl: `http://127.0.0.1:${address.port}`,
+    caller(callerOptions) {
+      const c = new SimulatedCaller({ ...callerOptions, url: `ws://127.0.0.1:${address.port}/media-stream` });
+      callers.push(c);
+      return c;
+    },
+    async close() {
+      await Promise.all(callers.map((c) => c.hangUp().catch(() => undefined)));
+      await server.endAllCalls();
+      await server.app.close();
+      await fake.close();
+    },
+  };
+}
+
+/** Client events the upstream received on one connection, without the audio appends. */
+export function upstreamEvents(fake: LocalRealtimeServer, connectionId: number): Array<Record<string, unknown> & { type: string }> {
+  return fake.received
+    .filter((r) => r.connectionId === connectionId && r.event.type !== 'input_audio_buffer.append')
+    .map((r) => r.event);
+}
+
+export function sentOfType<T extends string>(fake: LocalRealtimeServer, connectionId: number, type: T): Array<Record<string, unknown>> {
+  return fake.sent.filter((r) => r.connectionId === connectionId && r.event.type === type).map((r) => r.event as unknown as Record<string, unknown>);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Poll until `check` holds; fails with `what` after the timeout. */
+export async function eventually(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await sleep(20);
+  }
+}
