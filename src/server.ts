@@ -1,7 +1,7 @@
 /**
  * The Fastify app: routes and plugins only. Call behaviour lives in src/call/.
  */
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import type { FastifyInstance, FastifyRequest, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import formbody from '@fastify/formbody';
 import websocket from '@fastify/websocket';
@@ -33,7 +33,12 @@ export interface CallbridgeServer {
 export async function buildServer(options: ServerOptions): Promise<CallbridgeServer> {
   const { config, logger } = options;
   const realtimeUrl = options.realtimeUrl ?? config.realtimeUrl;
-  const app = Fastify({ loggerInstance: logger, disableRequestLogging: true, trustProxy: false });
+  // Per-request access lines would double every webhook; calls log their own meaningful events.
+  const app = Fastify({
+    loggerInstance: logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: false,
+  });
   const calls = new Set<CallBridge>();
   let nextConnectionId = 1;
 
