@@ -1,0 +1,266 @@
+import { describe, expect, it } from 'vitest';
+
+import { FRAME_BYTES } from '../../src/audio/framer.js';
+import { MULAW_SILENCE, mulawDecode, mulawEncode } from '../../src/audio/g711.js';
+import {
+  DOWNSAMPLER_DELAY_SAMPLES_8K,
+  Downsampler3x,
+  UPSAMPLER_DELAY_SAMPLES_24K,
+  Upsampler3x,
+} from '../../src/audio/resampler.js';
+import { InboundTranscoder, OutboundTranscoder } from '../../src/audio/transcoder.js';
+import {
+  INBOUND_MAX_IMAGING_DB,
+  IMAGING_FLOOR_HZ,
+  OUTBOUND_MAX_ALIAS_DB,
+  OUTBOUND_MIN_SNR_WITH_MULAW_DB,
+  RATE_24K_HZ,
+  RATE_8K_HZ,
+  TELEPHONE_BAND_HIGH_HZ,
+  TELEPHONE_BAND_LOW_HZ,
+  bandPower,
+  inBandSnrDb,
+  makeMultitone,
+  powerRatioDb,
+  powerSpectrum,
+  quantizeInt16,
+  randomChunkSizes,
+  renderTones,
+  seededRandom,
+} from '../support/fidelity.js';
+
+/** The mu-law codec alone measures ~38 dB on the test signal. */
+const INBOUND_MIN_SNR_WITH_MULAW_DB = 35;
+
+function pcm16LeBytes(samples: Int16Array): Buffer {
+  const bytes = Buffer.alloc(samples.length * 2);
+  samples.forEach((v, i) => bytes.writeInt16LE(v, i * 2));
+  return bytes;
+}
+
+function readPcm16Le(base64: string): Int16Array {
+  const bytes = Buffer.from(base64, 'base64');
+  expect(bytes.length % 2).toBe(0);
+  return Int16Array.from({ length: bytes.length / 2 }, (_, i) => bytes.readInt16LE(i * 2));
+}
+
+function mulawOf(samples: Int16Array): Uint8Array {
+  const codes = new Uint8Array(samples.length);
+  mulawEncode(samples, codes);
+  return codes;
+}
+
+function decodeMulaw(codes: Uint8Array): Int16Array {
+  const pcm = new Int16Array(codes.length);
+  mulawDecode(codes, pcm);
+  return pcm;
+}
+
+function randomPcm(length: number, seed: number): Int16Array {
+  const random = seededRandom(seed);
+  return Int16Array.from({ length }, () => Math.round((random() * 2 - 1) * 30_000));
+}
+
+function concatBuffers(parts: readonly Uint8Array[]): Buffer {
+  return Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.length)));
+}
+
+/** Pushes `bytes` in the given chunk sizes and flushes; returns the decoded frames. */
+function runOutbound(transcoder: OutboundTranscoder, bytes: Buffer, sizes: readonly number[]): Buffer[] {
+  const frames: Buffer[] = [];
+  const onFrame = (frame: string): void => {
+    frames.push(Buffer.from(frame, 'base64'));
+  };
+  let offset = 0;
+  for (const size of sizes) {
+    transcoder.push(bytes.subarray(offset, offset + size).toString('base64'), onFrame);
+    offset += size;
+  }
+  transcoder.flush(onFrame);
+  return frames;
+}
+
+describe('InboundTranscoder (Twilio -> Realtime)', () => {
+  it('turns one 20 ms Twilio frame into 20 ms of 24 kHz PCM16', () => {
+    const transcoder = new InboundTranscoder();
+    const out = transcoder.transcode(Buffer.alloc(FRAME_BYTES, MULAW_SILENCE).toString('base64'));
+    const pcm = readPcm16Le(out);
+    expect(pcm.length).toBe(FRAME_BYTES * 3);
+    expect(pcm.every((v) => v === 0)).toBe(true);
+    expect(transcoder.transcode('')).toBe('');
+  });
+
+  it('matches decode + Upsampler3x exactly, serialised little-endian', () => {
+    const codes = mulawOf(randomPcm(800, 1));
+    const expected = new Int16Array(2400);
+    new Upsampler3x().process(decodeMulaw(codes), codes.length, expected);
+    const out = new InboundTranscoder().transcode(Buffer.from(codes).toString('base64'));
+    expect(Buffer.from(out, 'base64')).toEqual(pcm16LeBytes(expected));
+  });
+
+  it('gives bit-identical output for random chunking (1 byte, odd sizes, growth past scratch)', () => {
+    const codes = Buffer.from(mulawOf(randomPcm(12_000, 2)));
+    const whole = Buffer.from(new InboundTranscoder().transcode(codes.toString('base64')), 'base64');
+    for (const seed of [1, 2]) {
+      const transcoder = new InboundTranscoder();
+      const parts: Buffer[] = [];
+      let offset = 0;
+      // Max chunk 3000 bytes is larger than the initial scratch, so growth happens mid-stream.
+      for (const size of randomChunkSizes(codes.length, seed, 3000)) {
+        const out = transcoder.transcode(codes.subarray(offset, offset + size).toString('base64'));
+        parts.push(Buffer.from(out, 'base64'));
+        offset += size;
+      }
+      // Buffer.equals: a deep toEqual over 72 kB is needlessly slow.
+      expect(concatBuffers(parts).equals(whole)).toBe(true);
+    }
+  });
+
+  it('reset() forgets the resampler history', () => {
+    const a = Buffer.from(mulawOf(randomPcm(300, 3))).toString('base64');
+    const b = Buffer.from(mulawOf(randomPcm(300, 4))).toString('base64');
+    const fresh = new InboundTranscoder().transcode(b);
+    const reused = new InboundTranscoder();
+    reused.transcode(a);
+    expect(reused.transcode(b)).not.toBe(fresh);
+    reused.reset();
+    reused.transcode(a);
+    reused.reset();
+    expect(reused.transcode(b)).toBe(fresh);
+  });
+
+  it(`keeps >= ${INBOUND_MIN_SNR_WITH_MULAW_DB} dB in-band SNR and <= ${INBOUND_MAX_IMAGING_DB} dB imaging end to end`, () => {
+    const tones = makeMultitone();
+    const samples8k = 4000;
+    const codes = Buffer.from(mulawOf(quantizeInt16(renderTones(tones, RATE_8K_HZ, samples8k))));
+    const transcoder = new InboundTranscoder();
+    const parts: Buffer[] = [];
+    for (let i = 0; i < samples8k; i += FRAME_BYTES) {
+      parts.push(Buffer.from(transcoder.transcode(codes.subarray(i, i + FRAME_BYTES).toString('base64')), 'base64'));
+    }
+    const out = readPcm16Le(concatBuffers(parts).toString('base64'));
+    const reference = renderTones(tones, RATE_24K_HZ, out.length, UPSAMPLER_DELAY_SAMPLES_24K);
+    const start = 1200;
+    const fftSize = 8192;
+    expect(inBandSnrDb(out, reference, RATE_24K_HZ, start, fftSize)).toBeGreaterThanOrEqual(
+      INBOUND_MIN_SNR_WITH_MULAW_DB,
+    );
+    // mu-law noise is white up to 4 kHz, so its images are filtered like the signal's.
+    const spectrum = powerSpectrum(out, start, fftSize);
+    const imagingDb = powerRatioDb(
+      bandPower(spectrum, RATE_24K_HZ, IMAGING_FLOOR_HZ, RATE_24K_HZ / 2),
+      bandPower(spectrum, RATE_24K_HZ, TELEPHONE_BAND_LOW_HZ, TELEPHONE_BAND_HIGH_HZ),
+    );
+    expect(imagingDb).toBeLessThanOrEqual(INBOUND_MAX_IMAGING_DB);
+  });
+});
+
+describe('OutboundTranscoder (Realtime -> Twilio)', () => {
+  it('turns 20 ms of 24 kHz PCM16 into exactly one 160-byte frame', () => {
+    const transcoder = new OutboundTranscoder();
+    const frames: string[] = [];
+    transcoder.push(Buffer.alloc(480 * 2).toString('base64'), (f) => frames.push(f));
+    expect(frames).toHaveLength(1);
+    const frame = Buffer.from(frames[0]!, 'base64');
+    expect(frame.length).toBe(FRAME_BYTES);
+    expect(frame.every((b) => b === MULAW_SILENCE)).toBe(true);
+    transcoder.flush((f) => frames.push(f));
+    expect(frames).toHaveLength(1);
+  });
+
+  it('matches Downsampler3x + encode exactly, reading the input as little-endian', () => {
+    const pcm = randomPcm(4800, 5);
+    const down = new Int16Array(1600);
+    new Downsampler3x().process(pcm, pcm.length, down);
+    const frames = runOutbound(new OutboundTranscoder(), pcm16LeBytes(pcm), [pcm.length * 2]);
+    expect(frames.map((f) => f.length)).toEqual(Array(10).fill(FRAME_BYTES));
+    expect(concatBuffers(frames)).toEqual(Buffer.from(mulawOf(down)));
+  });
+
+  it('gives identical frames for random byte-level chunking, including odd byte counts', () => {
+    const bytes = pcm16LeBytes(randomPcm(24_000 + 77, 6));
+    const whole = runOutbound(new OutboundTranscoder(), bytes, [bytes.length]);
+    expect(whole.slice(0, -1).every((f) => f.length === FRAME_BYTES)).toBe(true);
+    for (const seed of [7, 8, 9]) {
+      // Max chunk 9000 bytes is larger than the initial scratch, so growth happens mid-stream.
+      const sizes = randomChunkSizes(bytes.length, seed, 9000);
+      expect(sizes.some((s) => s % 2 === 1)).toBe(true);
+      expect(runOutbound(new OutboundTranscoder(), bytes, sizes)).toEqual(whole);
+    }
+  });
+
+  it('carries an odd byte to the next push', () => {
+    const bytes = pcm16LeBytes(randomPcm(480, 10));
+    const whole = runOutbound(new OutboundTranscoder(), bytes, [960]);
+    expect(runOutbound(new OutboundTranscoder(), bytes, [1, 958, 1])).toEqual(whole);
+    expect(runOutbound(new OutboundTranscoder(), bytes, [3, 0, 1, 955, 1])).toEqual(whole);
+  });
+
+  it('flush emits the partial tail and drops a dangling odd byte so the next item stays aligned', () => {
+    const item = pcm16LeBytes(randomPcm(300, 11));
+    const transcoder = new OutboundTranscoder();
+    const frames: Buffer[] = [];
+    const onFrame = (f: string): void => {
+      frames.push(Buffer.from(f, 'base64'));
+    };
+    transcoder.push(item.toString('base64'), onFrame);
+    expect(frames).toHaveLength(0);
+    transcoder.push(Buffer.of(0x7f).toString('base64'), onFrame); // half a sample, never completed
+    transcoder.flush(onFrame);
+    expect(frames.map((f) => f.length)).toEqual([100]);
+
+    // After the flush, a constant 20000 must come out as a constant 20000, not byte-shifted noise.
+    transcoder.push(pcm16LeBytes(new Int16Array(4800).fill(20_000)).toString('base64'), onFrame);
+    const settled = decodeMulaw(frames[frames.length - 1]!);
+    const expected = decodeMulaw(mulawOf(Int16Array.of(20_000)))[0];
+    expect(settled.every((v) => v === expected)).toBe(true);
+  });
+
+  it('reset() drops the partial frame, the odd byte and the resampler history', () => {
+    const noise = pcm16LeBytes(randomPcm(1001, 12));
+    const item = pcm16LeBytes(randomPcm(2400, 13));
+    const fresh = runOutbound(new OutboundTranscoder(), item, [item.length]);
+
+    const transcoder = new OutboundTranscoder();
+    const discarded: string[] = [];
+    transcoder.push(noise.subarray(0, 2001).toString('base64'), (f) => discarded.push(f));
+    transcoder.reset();
+    transcoder.flush((f) => discarded.push(f));
+    // 2001 bytes -> 1000 samples -> 334 at 8 kHz: two whole frames; reset drops the other 14.
+    expect(discarded).toHaveLength(2);
+    expect(runOutbound(transcoder, item, [item.length])).toEqual(fresh);
+  });
+
+  it('reset() from inside onFrame (barge-in mid-chunk) stops the rest of that chunk', () => {
+    const transcoder = new OutboundTranscoder();
+    const frames: string[] = [];
+    transcoder.push(pcm16LeBytes(randomPcm(480 * 5, 14)).toString('base64'), (f) => {
+      frames.push(f);
+      transcoder.reset();
+    });
+    expect(frames).toHaveLength(1);
+    transcoder.flush((f) => frames.push(f));
+    expect(frames).toHaveLength(1);
+  });
+
+  it(`keeps >= ${OUTBOUND_MIN_SNR_WITH_MULAW_DB} dB in-band SNR after mu-law and rejects a 6 kHz tone by >= ${-OUTBOUND_MAX_ALIAS_DB} dB`, () => {
+    const tones = makeMultitone();
+    const samples24k = 480 * 32;
+    const bytes = pcm16LeBytes(quantizeInt16(renderTones(tones, RATE_24K_HZ, samples24k)));
+    const frames = runOutbound(new OutboundTranscoder(), bytes, Array(samples24k / 480).fill(960));
+    const out = decodeMulaw(concatBuffers(frames));
+    expect(out.length).toBe(samples24k / 3);
+    const reference = renderTones(tones, RATE_8K_HZ, out.length, DOWNSAMPLER_DELAY_SAMPLES_8K);
+    expect(inBandSnrDb(out, reference, RATE_8K_HZ, 400, 4096)).toBeGreaterThanOrEqual(OUTBOUND_MIN_SNR_WITH_MULAW_DB);
+
+    const amplitude = 16_000;
+    const tone = pcm16LeBytes(
+      quantizeInt16(renderTones([{ frequencyHz: 6_000, amplitude, phaseRad: 0 }], RATE_24K_HZ, samples24k)),
+    );
+    const aliased = decodeMulaw(concatBuffers(runOutbound(new OutboundTranscoder(), tone, [tone.length])));
+    let energy = 0;
+    for (let i = 400; i < aliased.length; i++) energy += aliased[i]! ** 2;
+    const aliasDb = powerRatioDb(energy / (aliased.length - 400) + Number.MIN_VALUE, (amplitude * amplitude) / 2);
+    expect(aliasDb).toBeLessThanOrEqual(OUTBOUND_MAX_ALIAS_DB);
+  });
+});
