@@ -33,6 +33,8 @@ export interface AppConfig {
   realtimeUrl: string;
   publicUrl: string | null;
   logLevel: LogLevel;
+  /** RECORD_CALLS: folder for per-call captures (replayable with `npm run replay`) */
+  recordCallsDir: string | null;
   agent: AgentConfig;
 }
 
@@ -159,6 +161,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath = DE
     realtimeUrl,
     publicUrl,
     logLevel: logLevel as LogLevel,
+    recordCallsDir: nonEmpty(env['RECORD_CALLS']),
     agent,
   };
 }

@@ -9,6 +9,7 @@ import type { Logger } from './observability/logger.js';
 import { startLocalRealtimeServer } from './realtime/local/server.js';
 import type { LocalRealtimeServer } from './realtime/local/server.js';
 import { buildServer } from './server.js';
+import { fileRecorderFactory } from './call/recorder.js';
 
 async function startBackend(config: AppConfig, logger: Logger): Promise<{ url: string; local: LocalRealtimeServer | null }> {
   if (config.realtimeBackend === 'openai') {
@@ -36,7 +37,12 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   const backend = await startBackend(config, logger);
-  const server = await buildServer({ config, logger, realtimeUrl: backend.url });
+  const recorderFactory =
+    config.recordCallsDir === null
+      ? undefined
+      : fileRecorderFactory(config.recordCallsDir, (err, file) => logger.warn({ err: err.message, file }, 'call capture write failed'));
+  if (config.recordCallsDir !== null) logger.info({ dir: config.recordCallsDir }, 'RECORD_CALLS: capturing every call for replay');
+  const server = await buildServer({ config, logger, realtimeUrl: backend.url, ...(recorderFactory === undefined ? {} : { recorderFactory }) });
   if (config.publicUrl === null) {
     logger.warn('PUBLIC_URL is not set: TwiML will point Twilio at the Host header of each webhook request');
   }

@@ -7,6 +7,7 @@ import formbody from '@fastify/formbody';
 import websocket from '@fastify/websocket';
 import type { AppConfig } from './config.js';
 import { CallBridge } from './call/bridge.js';
+import type { RecorderFactory } from './call/recorder.js';
 import type { Logger } from './observability/logger.js';
 import { connectStreamTwiml, streamUrlFrom } from './twilio/twiml.js';
 
@@ -18,6 +19,8 @@ export interface ServerOptions {
   logger: Logger;
   /** Where calls go upstream; defaults to config.realtimeUrl (the local model's URL when it runs). */
   realtimeUrl?: string;
+  /** Capture every call (RECORD_CALLS, in-process replay). */
+  recorderFactory?: RecorderFactory;
 }
 
 export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Logger>;
@@ -61,6 +64,7 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
       apiKey: config.openaiApiKey,
       logger,
       connectionId: nextConnectionId++,
+      ...(options.recorderFactory === undefined ? {} : { recorderFactory: options.recorderFactory }),
     });
     calls.add(bridge);
     void bridge.closed.then(() => calls.delete(bridge));

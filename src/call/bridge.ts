@@ -10,8 +10,12 @@ import type { Logger } from '../observability/logger.js';
 import { callLogger } from '../observability/logger.js';
 import { RealtimeConnection, rawToString } from '../realtime/connection.js';
 import { parseTwilioMessage } from '../twilio/messages.js';
+import type { CallRecorder, RecorderFactory } from './recorder.js';
 import { CallSession } from './session.js';
 import type { SessionAction, SessionInput } from './session.js';
+
+/** frames kept before `start` for the capture; Twilio sends one (`connected`) */
+const MAX_PRE_START_FRAMES = 16;
 
 export interface BridgeOptions {
   agent: AgentConfig;
@@ -20,6 +24,8 @@ export interface BridgeOptions {
   logger: Logger;
   connectionId: number;
   now?: () => number;
+  /** capture this call's traffic (RECORD_CALLS, in-process replay) */
+  recorderFactory?: RecorderFactory;
 }
 
 export class CallBridge {
@@ -32,6 +38,10 @@ export class CallBridge {
   private twilioClosed = false;
   private upstreamClosed = true;
   private resolveClosed: () => void = () => undefined;
+  private readonly openedAtMs: number;
+  private recorder: CallRecorder | null = null;
+  /** inbound frames before `start`, kept until the recorder can be named after the call */
+  private preStartFrames: Array<{ msg: unknown; atMs: number }> | null = null;
 
   constructor(
     private readonly socket: WebSocket,
@@ -39,6 +49,8 @@ export class CallBridge {
   ) {
     this.session = new CallSession(options.agent);
     this.now = options.now ?? (() => performance.now());
+    this.openedAtMs = this.now();
+    if (options.recorderFactory !== undefined) this.preStartFrames = [];
     this.log = callLogger(options.logger, { callSid: null, streamSid: null, connectionId: options.connectionId });
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
@@ -63,7 +75,9 @@ export class CallBridge {
       this.log.warn({ reason: 'binary-frame' }, 'ignored binary frame from twilio');
       return;
     }
-    const parsed = parseTwilioMessage(rawToString(data));
+    const text = rawToString(data);
+    if (this.preStartFrames !== null || this.recorder !== null) this.recordTwilioIn(text);
+    const parsed = parseTwilioMessage(text);
     if (!parsed.ok) {
       this.log.warn({ reason: parsed.error.reason, detail: parsed.error.detail }, 'ignored malformed twilio frame');
       return;
@@ -87,12 +101,17 @@ export class CallBridge {
   private execute(action: SessionAction): void {
     switch (action.kind) {
       case 'send-twilio':
-        if (this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(action.message));
+        if (this.socket.readyState === WebSocket.OPEN) {
+          this.socket.send(JSON.stringify(action.message));
+          this.recorder?.twilio('out', action.message, this.now());
+        }
         return;
       case 'send-realtime':
         if (this.upstream === null || !this.upstream.send(action.event)) {
           this.log.debug({ type: action.event.type }, 'upstream not open; event not sent');
+          return;
         }
+        this.recorder?.realtime('out', action.event, this.now());
         return;
       case 'connect-upstream':
         this.log = callLogger(this.options.logger, {
@@ -100,6 +119,7 @@ export class CallBridge {
           streamSid: action.streamSid,
           connectionId: this.options.connectionId,
         });
+        this.openRecorder(action.callSid, action.streamSid);
         this.connectUpstream();
         return;
       case 'end-call':
@@ -119,7 +139,10 @@ export class CallBridge {
     this.upstreamClosed = false;
     this.upstream = new RealtimeConnection(this.options.realtimeUrl, this.options.apiKey, {
       onOpen: () => this.feed({ kind: 'upstream-open' }),
-      onEvent: (event) => this.feed({ kind: 'realtime', event }),
+      onEvent: (event) => {
+        this.recorder?.realtime('in', event, this.now());
+        this.feed({ kind: 'realtime', event });
+      },
       onInvalidFrame: (reason) => this.log.warn({ reason }, 'ignored malformed realtime frame'),
       onClose: (code, reason) => {
         this.upstreamClosed = true;
@@ -127,6 +150,32 @@ export class CallBridge {
         this.maybeResolveClosed();
       },
     });
+  }
+
+  private openRecorder(callSid: string, streamSid: string): void {
+    const factory = this.options.recorderFactory;
+    const early = this.preStartFrames;
+    this.preStartFrames = null;
+    if (factory === undefined || early === null) return;
+    try {
+      this.recorder = factory({ callSid, streamSid }, this.openedAtMs);
+      for (const f of early) this.recorder.twilio('in', f.msg, f.atMs);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'call capture could not start; call continues unrecorded');
+      this.recorder = null;
+    }
+  }
+
+  private recordTwilioIn(text: string): void {
+    let msg: unknown = text;
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      // kept as raw text: a malformed frame is part of what happened on the call
+    }
+    const atMs = this.now();
+    if (this.preStartFrames === null) this.recorder?.twilio('in', msg, atMs);
+    else if (this.preStartFrames.length < MAX_PRE_START_FRAMES) this.preStartFrames.push({ msg, atMs });
   }
 
   private closeAll(code: number): void {
@@ -138,6 +187,10 @@ export class CallBridge {
   }
 
   private maybeResolveClosed(): void {
-    if (this.twilioClosed && this.upstreamClosed) this.resolveClosed();
+    if (this.twilioClosed && this.upstreamClosed) {
+      this.recorder?.end();
+      this.recorder = null;
+      this.resolveClosed();
+    }
   }
 }

@@ -7,6 +7,7 @@ import { loadConfig } from '../../src/config.js';
 import type { AgentConfig, AppConfig } from '../../src/config.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { buildServer } from '../../src/server.js';
+import type { RecorderFactory } from '../../src/call/recorder.js';
 import type { CallbridgeServer } from '../../src/server.js';
 import { startLocalRealtimeServer } from '../../src/realtime/local/server.js';
 import type { LocalRealtimeServer, LocalRealtimeServerSettings } from '../../src/realtime/local/server.js';
@@ -35,6 +36,7 @@ export async function startRig(options: {
   upstream?: LocalRealtimeServerSettings;
   agent?: Partial<AgentConfig>;
   env?: NodeJS.ProcessEnv;
+  recorderFactory?: RecorderFactory;
 } = {}): Promise<Rig> {
   const fake = await startLocalRealtimeServer({ ...options.upstream, record: true });
   const base = loadConfig({ OPENAI_REALTIME_URL: fake.url, REALTIME_BACKEND: 'openai', ...options.env });
@@ -47,7 +49,12 @@ export async function startRig(options: {
     },
   });
   const logger = createLogger('debug', sink);
-  const server = await buildServer({ config, logger, realtimeUrl: fake.url });
+  const server = await buildServer({
+    config,
+    logger,
+    realtimeUrl: fake.url,
+    ...(options.recorderFactory === undefined ? {} : { recorderFactory: options.recorderFactory }),
+  });
   await server.app.listen({ port: 0, host: '127.0.0.1' });
   const address = server.app.server.address();
   if (address === null || typeof address === 'string') throw new Error('server has no TCP address');
