@@ -24,6 +24,8 @@ import type {
   ServerVad,
   TurnDetection,
 } from '../events.js';
+import { alawDecode, alawEncode, mulawDecode, mulawEncode } from '../../audio/g711.js';
+import { Downsampler3x, Upsampler3x } from '../../audio/resampler.js';
 import { parseClientEventEnvelope } from '../events.js';
 import { EnergyVad, type VadConfig, type VadEvent } from './vad.js';
 
@@ -349,63 +351,10 @@ function decodeBase64(text: string): Buffer | null {
   return Buffer.from(text, 'base64');
 }
 
-// G.711 per ITU-T G.711 (the classic Sun reference implementation), kept here so the local
-// server has no dependency on the bridge's audio path it is meant to test.
-const ULAW_BIAS = 0x84;
-const ULAW_CLIP = 8159;
-const ULAW_SEGMENT_ENDS = [0x3f, 0x7f, 0xff, 0x1ff, 0x3ff, 0x7ff, 0xfff, 0x1fff];
-const ALAW_SEGMENT_ENDS = [0x1f, 0x3f, 0x7f, 0xff, 0x1ff, 0x3ff, 0x7ff, 0xfff];
-
-function segmentOf(value: number, ends: readonly number[]): number {
-  for (let i = 0; i < ends.length; i++) if (value <= (ends[i] ?? 0)) return i;
-  return ends.length;
-}
-
-function linearToUlaw(sample: number): number {
-  let v = sample >> 2;
-  let mask = 0xff;
-  if (v < 0) {
-    v = -v;
-    mask = 0x7f;
-  }
-  v = Math.min(v, ULAW_CLIP) + (ULAW_BIAS >> 2);
-  const seg = segmentOf(v, ULAW_SEGMENT_ENDS);
-  if (seg >= 8) return 0x7f ^ mask;
-  return ((seg << 4) | ((v >> (seg + 1)) & 0xf)) ^ mask;
-}
-
-function ulawToLinear(byte: number): number {
-  const u = ~byte & 0xff;
-  let t = ((u & 0x0f) << 3) + ULAW_BIAS;
-  t <<= (u & 0x70) >> 4;
-  return u & 0x80 ? ULAW_BIAS - t : t - ULAW_BIAS;
-}
-
-function linearToAlaw(sample: number): number {
-  let v = sample >> 3;
-  let mask = 0xd5;
-  if (v < 0) {
-    mask = 0x55;
-    v = -v - 1;
-  }
-  const seg = segmentOf(v, ALAW_SEGMENT_ENDS);
-  if (seg >= 8) return 0x7f ^ mask;
-  const aval = (seg << 4) | (seg < 2 ? (v >> 1) & 0xf : (v >> seg) & 0xf);
-  return aval ^ mask;
-}
-
-function alawToLinear(byte: number): number {
-  const a = byte ^ 0x55;
-  let t = (a & 0x0f) << 4;
-  const seg = (a & 0x70) >> 4;
-  if (seg === 0) t += 8;
-  else if (seg === 1) t += 0x108;
-  else t = (t + 0x108) << (seg - 1);
-  return a & 0x80 ? t : -t;
-}
-
-const ULAW_DECODE = Int16Array.from({ length: 256 }, (_, i) => ulawToLinear(i));
-const ALAW_DECODE = Int16Array.from({ length: 256 }, (_, i) => alawToLinear(i));
+// G.711 and the 8 kHz <-> 24 kHz resampling come from the shared audio layer (src/audio/), the
+// one codec in the project. That layer is tested on its own against ideal references (G.711
+// bit-exact against `alawmulaw`, the filters against their design), so the local server sharing
+// it with the bridge does not hide audio bugs from the tests that use the local server.
 
 function isG711(format: AudioFormat): boolean {
   return format.type !== 'audio/pcm';
@@ -413,27 +362,22 @@ function isG711(format: AudioFormat): boolean {
 
 /**
  * Turns appended bytes into PCM16 24 kHz, stateful across appends: a PCM16 sample split between
- * two appends is rejoined, and G.711 8 kHz is upsampled by linear interpolation from the previous
- * sample. Linear interpolation images above 4 kHz are faint and irrelevant for a local model.
+ * two appends is rejoined, and G.711 8 kHz is upsampled by one polyphase filter whose history
+ * spans appends, so the result does not depend on how the audio was chunked.
  */
 class InputDecoder {
   private oddByte: number | null = null;
-  private previous = 0;
+  private readonly upsampler = new Upsampler3x();
 
   constructor(readonly format: AudioFormat) {}
 
   decode(bytes: Buffer): Int16Array {
     if (this.format.type === 'audio/pcm') return this.decodePcm16(bytes);
-    const table = this.format.type === 'audio/pcmu' ? ULAW_DECODE : ALAW_DECODE;
+    const narrow = new Int16Array(bytes.length);
+    if (this.format.type === 'audio/pcmu') mulawDecode(bytes, narrow);
+    else alawDecode(bytes, narrow);
     const out = new Int16Array(bytes.length * G711_UPSAMPLE_FACTOR);
-    let o = 0;
-    for (let i = 0; i < bytes.length; i++) {
-      const s = table[bytes[i] ?? 0] ?? 0;
-      for (let k = 1; k <= G711_UPSAMPLE_FACTOR; k++) {
-        out[o++] = Math.round(this.previous + ((s - this.previous) * k) / G711_UPSAMPLE_FACTOR);
-      }
-      this.previous = s;
-    }
+    this.upsampler.process(narrow, narrow.length, out);
     return out;
   }
 
@@ -455,21 +399,21 @@ class InputDecoder {
   }
 }
 
-/** PCM16 24 kHz → wire bytes of `format`. G.711 input must be a multiple of 3 samples. */
-function encodeOutput(samples: Int16Array, format: AudioFormat): Buffer {
+/**
+ * PCM16 24 kHz → wire bytes of `format`. For G.711 the response's `downsampler` carries the
+ * filter history and the 3:1 phase across chunks, so a chunk of 3n samples yields n bytes.
+ */
+function encodeOutput(samples: Int16Array, format: AudioFormat, downsampler: Downsampler3x): Buffer {
   if (format.type === 'audio/pcm') {
     const out = Buffer.allocUnsafe(samples.length * 2);
     for (let i = 0; i < samples.length; i++) out.writeInt16LE(samples[i] ?? 0, i * 2);
     return out;
   }
-  const encode = format.type === 'audio/pcmu' ? linearToUlaw : linearToAlaw;
-  const out = Buffer.allocUnsafe(Math.floor(samples.length / G711_UPSAMPLE_FACTOR));
-  for (let o = 0; o < out.length; o++) {
-    // Averaging three samples is a crude low-pass before decimation; enough for a local voice.
-    const i = o * G711_UPSAMPLE_FACTOR;
-    const mean = ((samples[i] ?? 0) + (samples[i + 1] ?? 0) + (samples[i + 2] ?? 0)) / G711_UPSAMPLE_FACTOR;
-    out[o] = encode(Math.round(mean));
-  }
+  const narrow = new Int16Array(downsampler.outputLengthFor(samples.length));
+  const length = downsampler.process(samples, samples.length, narrow);
+  const out = Buffer.allocUnsafe(length);
+  if (format.type === 'audio/pcmu') mulawEncode(narrow, out, length);
+  else alawEncode(narrow, out, length);
   return out;
 }
 
@@ -624,6 +568,8 @@ interface ActiveResponse {
   sentSamples: number;
   sentChars: number;
   format: AudioFormat;
+  /** 24 kHz → 8 kHz state for G.711 output, carried across this response's chunks. */
+  downsampler: Downsampler3x;
   voice: string;
   metadata: Record<string, unknown> | null;
 }
@@ -1308,7 +1254,7 @@ export class Conversation {
     const format = this.config.audio.output.format;
     let audio = answer.audio;
     if (isG711(format) && audio.length % PCM16_24K_SAMPLES_PER_MS !== 0) {
-      // Whole ms keep the 3:1 decimation aligned across chunks.
+      // Whole ms, so every ms of the answer is exactly 8 G.711 bytes.
       const padded = new Int16Array(Math.ceil(audio.length / PCM16_24K_SAMPLES_PER_MS) * PCM16_24K_SAMPLES_PER_MS);
       padded.set(audio);
       audio = padded;
@@ -1332,6 +1278,7 @@ export class Conversation {
       sentSamples: 0,
       sentChars: 0,
       format,
+      downsampler: new Downsampler3x(),
       voice: this.config.audio.output.voice,
       metadata,
     };
@@ -1365,7 +1312,7 @@ export class Conversation {
         output.chunks.push(chunk);
         output.samples += chunk.length;
       }
-      out.push(this.ev({ type: 'response.output_audio.delta', ...ids, delta: encodeOutput(chunk, a.format).toString('base64') }));
+      out.push(this.ev({ type: 'response.output_audio.delta', ...ids, delta: encodeOutput(chunk, a.format, a.downsampler).toString('base64') }));
       out.push(...this.transcriptDelta(a));
     }
     if (a.sentSamples >= a.audio.length) out.push(...this.finishResponse('completed', null));
