@@ -20,7 +20,6 @@ import { parseClientEventEnvelope } from '../events.js';
 import {
   Conversation,
   IdSource,
-  defaultAnswer,
   defaultTranscribe,
   SESSION_MAX_DURATION_MS,
   type AnswerSource,
@@ -28,6 +27,7 @@ import {
   type Outcome,
   type TranscribeSource,
 } from './conversation.js';
+import { echoAnswer } from './echo-agent.js';
 
 // ---------------------------------------------------------------- options
 
@@ -39,7 +39,7 @@ export interface StallOptions {
 }
 
 export interface LocalRealtimeServerSettings {
-  /** Produces each response's audio and transcript. Default: echo the last user turn, else a tone. */
+  /** Produces each response's audio and transcript. Default: the echo agent (earcon, then the last user turn; a tone when there is none). */
   answer?: AnswerSource;
   /** Transcript of a committed user turn, when the session enables transcription. Default "(speech N ms)". */
   transcribe?: TranscribeSource;
@@ -411,7 +411,7 @@ class LocalRealtimeServerImpl implements LocalRealtimeServer {
     if (!(this.maxSessionMs > 0) || this.maxSessionMs > MAX_TIMER_MS) {
       throw new RangeError(`maxSessionMs must be in 1..${MAX_TIMER_MS}, got ${this.maxSessionMs}`);
     }
-    this.answer = options.answer ?? defaultAnswer;
+    this.answer = options.answer ?? echoAnswer;
     this.transcribe = options.transcribe ?? defaultTranscribe;
     this.pacing = { ...DEFAULT_PACING };
     this.configure(options);

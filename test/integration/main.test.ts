@@ -1,0 +1,61 @@
+/**
+ * The README's run command, for real: the entry point started as a process with no API key must
+ * serve calls on the embedded local model, and stop cleanly on SIGTERM.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
+import { loadCallerMulaw } from '../support/fixtures.js';
+import { eventually } from '../support/call-rig.js';
+
+let child: ChildProcessWithoutNullStreams | null = null;
+afterEach(() => {
+  if (child !== null && child.exitCode === null) child.kill('SIGKILL');
+  child = null;
+});
+
+function startMain(env: NodeJS.ProcessEnv): { proc: ChildProcessWithoutNullStreams; lines: Array<Record<string, unknown>>; port: Promise<number> } {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OPENAI_') && k !== 'REALTIME_BACKEND'));
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env: { ...clean, ...env }, cwd: process.cwd() });
+  const lines: Array<Record<string, unknown>> = [];
+  const port = new Promise<number>((resolve, reject) => {
+    createInterface({ input: proc.stdout }).on('line', (line) => {
+      try {
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        lines.push(parsed);
+        const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(String(parsed['msg']));
+        if (m?.[1] !== undefined) resolve(Number(m[1]));
+      } catch {
+        // non-JSON output (none expected) is ignored here and shows up in assertions on `lines`
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`main exited early with ${code}`)));
+  });
+  return { proc, lines, port };
+}
+
+describe('npm start without an API key', () => {
+  it('runs on the embedded local model, answers a call with the echo agent, and exits 0 on SIGTERM', async () => {
+    const main = startMain({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' });
+    child = main.proc;
+    const port = await main.port;
+    expect(main.lines.filter((l) => String(l['msg']).includes('embedded local model'))).toHaveLength(1);
+
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(health.status).toBe(200);
+
+    const caller = new SimulatedCaller({ url: `ws://127.0.0.1:${port}/media-stream`, audio: loadCallerMulaw('caller-yes') });
+    await caller.start();
+    // the echo agent speaks the caller's 1.1 s sentence back after a 260 ms earcon
+    await eventually(() => caller.playedBytesTotal() >= 1000 * 8, 'the echo played', 20_000);
+    await caller.hangUp();
+    expect(caller.protocolErrors).toEqual([]);
+
+    const exited = new Promise<number | null>((resolve) => main.proc.on('exit', (code) => resolve(code)));
+    main.proc.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(main.lines.some((l) => l['msg'] === 'shut down cleanly')).toBe(true);
+  });
+});
