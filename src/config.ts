@@ -109,7 +109,7 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
       silenceDurationMs: r.number('turnDetection.silenceDurationMs', MIN_SILENCE_DURATION_MS, 5000, true),
     },
     suppressDeltasMs: r.number('interruption.suppressDeltasMs', 0, 5000, true),
-    markIntervalMs: r.number('playout.markIntervalMs', 10, 1000, true),
+    markIntervalMs: r.number('playout.markIntervalMs', 10, 100, true),
     maxBufferedInboundMs: r.number('limits.maxBufferedInboundMs', 100, 60_000, true),
   };
   const all = [...r.problems, ...problems];

@@ -13,6 +13,8 @@ import { connectStreamTwiml, streamUrlFrom } from './twilio/twiml.js';
 
 /** A media frame is < 1 KiB; anything near this bound is not Twilio. */
 export const MAX_WS_MESSAGE_BYTES = 64 * 1024;
+/** How long ending all calls waits for the peers' close handshakes before cutting sockets. */
+const END_CALLS_GRACE_MS = 3000;
 
 export interface ServerOptions {
   config: AppConfig;
@@ -29,8 +31,8 @@ export interface CallbridgeServer {
   app: App;
   /** live calls, for shutdown and tests */
   readonly calls: ReadonlySet<CallBridge>;
-  /** hang up every live call and wait for their sockets to close */
-  endAllCalls(): Promise<void>;
+  /** hang up every live call; sockets still open after `graceMs` are cut */
+  endAllCalls(graceMs?: number): Promise<void>;
 }
 
 export async function buildServer(options: ServerOptions): Promise<CallbridgeServer> {
@@ -73,10 +75,23 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
   return {
     app,
     calls,
-    async endAllCalls() {
+    async endAllCalls(graceMs = END_CALLS_GRACE_MS) {
       const live = [...calls];
       for (const call of live) call.hangUp();
-      await Promise.all(live.map((c) => c.closed));
+      let timer: NodeJS.Timeout | undefined;
+      const closedInTime = await Promise.race([
+        Promise.all(live.map((c) => c.closed)).then(() => true),
+        new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), graceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!closedInTime) {
+        const stuck = live.filter((c) => calls.has(c));
+        logger.warn({ stuck: stuck.length, graceMs }, 'peers did not finish the close handshake; cutting their sockets');
+        for (const call of stuck) call.terminate();
+        await Promise.all(stuck.map((c) => c.closed));
+      }
     },
   };
 }

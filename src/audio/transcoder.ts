@@ -10,7 +10,7 @@
 import { endianness } from 'node:os';
 
 import { mulawDecode, mulawEncode } from './g711.js';
-import { Downsampler3x, Upsampler3x } from './resampler.js';
+import { DOWNSAMPLER_DELAY_SAMPLES_8K, Downsampler3x, Upsampler3x } from './resampler.js';
 import { MulawFramer } from './framer.js';
 
 const BYTES_PER_PCM16_SAMPLE = 2;
@@ -22,6 +22,8 @@ const INITIAL_MULAW_BYTES = 800;
 
 /** Typed arrays use host byte order; the wire format is little-endian. */
 const HOST_IS_LITTLE_ENDIAN = endianness() === 'LE';
+/** Silence that pushes an item's last samples out of the downsampler's filter delay. */
+const DRAIN_24K = new Int16Array(DOWNSAMPLER_DELAY_SAMPLES_8K * UPSAMPLE_FACTOR);
 
 /** Upper bound on the bytes a base64 string decodes to, padded or not. */
 function maxBase64DecodedBytes(base64: string): number {
@@ -133,18 +135,23 @@ export class OutboundTranscoder {
   }
 
   /**
-   * End of an item's audio: emits the partial tail frame, if any. A dangling odd byte is dropped:
-   * it can never complete within this item, and carrying it into the next item would shift every
-   * following sample by one byte, turning that item into full-scale noise.
+   * End of an item's audio: drains the filter delay (the item's last 2.5 ms would otherwise open
+   * the next item) and emits the partial tail frame. The next item starts from a clean filter.
+   * A dangling odd byte is dropped: it can never complete within this item, and carrying it into
+   * the next item would shift every following sample by one byte, turning it into noise.
    */
   flush(onFrame: (mulawBase64: string) => void): void {
     this.carriedByte = -1;
+    const drained = this.downsampler.process(DRAIN_24K, DRAIN_24K.length, this.pcm8k);
+    mulawEncode(this.pcm8k, this.mulaw, drained);
     this.currentOnFrame = onFrame;
     try {
+      this.framer.push(this.mulaw, drained, this.emitFrame);
       this.framer.flush(this.emitFrame);
     } finally {
       this.currentOnFrame = null;
     }
+    this.downsampler.reset();
   }
 
   /** Interruption: drops the partial frame, the carried odd byte and the resampler history. */

@@ -36,6 +36,8 @@ export class CallBridge {
   private log: Logger;
   private readonly now: () => number;
   private twilioClosed = false;
+  /** the session threw: it is not fed again, the call is being torn down */
+  private failed = false;
   private upstreamClosed = true;
   private resolveClosed: () => void = () => undefined;
   private readonly openedAtMs: number;
@@ -70,6 +72,12 @@ export class CallBridge {
     this.feed({ kind: 'twilio-closed', code: 1001 });
   }
 
+  /** Cut both sockets without a closing handshake: for a peer that does not answer ours. */
+  terminate(): void {
+    this.upstream?.close(1001);
+    this.socket.terminate();
+  }
+
   private onTwilioFrame(data: WebSocket.RawData, isBinary: boolean): void {
     if (isBinary) {
       this.log.warn({ reason: 'binary-frame' }, 'ignored binary frame from twilio');
@@ -86,12 +94,14 @@ export class CallBridge {
   }
 
   private feed(input: SessionInput): void {
+    if (this.failed) return;
     let actions: SessionAction[];
     try {
       actions = this.session.handle(input, this.now());
     } catch (err) {
       // A bug in the session must end this call, never the process or another call.
       this.log.error({ err: (err as Error).stack ?? String(err), input: input.kind }, 'call session failed; ending call');
+      this.failed = true;
       this.closeAll(1011);
       return;
     }

@@ -60,6 +60,8 @@ interface OutputItem {
   transcript: string;
   /** truncated or deleted by an interruption: the conversation already matches what was heard */
   settled: null | { audioEndMs: number };
+  /** heard none of it while its response was still generating: delete once the response is done */
+  deleteWhenDone: boolean;
 }
 
 /** A barge-in decision, for logs and (later) metrics. */
@@ -94,7 +96,12 @@ export class CallSession {
   private callerSpeaking = false;
   private readonly interruptedResponses = new Set<string>();
   private suppressUntilMs = Number.NEGATIVE_INFINITY;
+  /** responses created after the last interruption: their audio is an answer to the new turn */
+  private readonly freshResponses = new Set<string>();
   private droppedDeltas = 0;
+  private eventSeq = 0;
+  /** event_id of the response.create awaiting response.created, to recognise its rejection */
+  private pendingCreateEventId: string | null = null;
 
   private readonly outputItems = new Map<string, OutputItem>();
   /** the item whose audio is in the outbound transcoder right now */
@@ -281,6 +288,7 @@ export class CallSession {
             audioDone: false,
             transcript: '',
             settled: null,
+            deleteWhenDone: false,
           });
         }
         return;
@@ -314,14 +322,20 @@ export class CallSession {
       case 'error': {
         const { code, message } = ev.error;
         if (code === 'response_cancel_not_active') {
-          log(out, 'debug', 'realtime error (benign)', { code, message });
+          // A cancel raced the response's own end: expected noise, never a reason to act.
+          log(out, 'info', 'realtime error (benign)', { code, message });
           return;
         }
         log(out, 'warn', 'realtime error', { code, message, type: ev.error.type });
-        if (code === 'conversation_already_has_active_response' && this.response.phase === 'requested') {
-          // The server still runs a response we thought was over: ask again after its done.
+        const rejectedCreate =
+          this.response.phase === 'requested' &&
+          (ev.error.event_id === this.pendingCreateEventId || code === 'conversation_already_has_active_response');
+        if (rejectedCreate) {
           this.response = { phase: 'none' };
-          this.createAfterDone = true;
+          this.pendingCreateEventId = null;
+          // The server still runs a response we thought was over: ask again after its done.
+          // Any other rejection leaves this turn unanswered; the next turn asks afresh.
+          if (code === 'conversation_already_has_active_response') this.createAfterDone = true;
         }
         return;
       }
@@ -364,12 +378,16 @@ export class CallSession {
   private requestResponse(out: SessionAction[]): void {
     this.createAfterDone = false;
     this.response = { phase: 'requested', cancelOnCreated: false };
-    out.push({ kind: 'send-realtime', event: { type: 'response.create' } });
+    this.eventSeq += 1;
+    this.pendingCreateEventId = `cb_create_${this.eventSeq}`;
+    out.push({ kind: 'send-realtime', event: { type: 'response.create', event_id: this.pendingCreateEventId } });
   }
 
   private onResponseCreated(id: string, nowMs: number, out: SessionAction[]): void {
     const wasCancelRequested = this.response.phase === 'requested' && this.response.cancelOnCreated;
     this.response = { phase: 'active', id, startedAtMs: nowMs };
+    this.pendingCreateEventId = null;
+    if (!wasCancelRequested) this.freshResponses.add(id);
     if (wasCancelRequested) {
       // The caller barged in before we knew this response's id.
       this.interruptedResponses.add(id);
@@ -399,9 +417,34 @@ export class CallSession {
     }
     // A response that ended without output_audio.done (failed, incomplete) still owes its tail.
     if (this.streamingItem !== null && this.streamingItem.responseId === id) this.finishStreamingItem(nowMs, out);
+    if (this.interruptedResponses.has(id)) this.deleteUnheardItems(ev, out);
     this.interruptedResponses.delete(id);
+    this.freshResponses.delete(id);
     this.pruneItems(id);
     if (this.createAfterDone && this.response.phase === 'none' && !this.callerSpeaking) this.requestResponse(out);
+  }
+
+  /**
+   * An interrupted response is over: every item of it the caller heard nothing of leaves the
+   * conversation now, including items the server added after our cancel was sent. Deleting
+   * earlier would race the generation of those very items.
+   */
+  private deleteUnheardItems(ev: ResponseDoneEvent, out: SessionAction[]): void {
+    const ids = new Set<string>();
+    for (const item of this.outputItems.values()) if (item.responseId === ev.response.id) ids.add(item.itemId);
+    for (const item of ev.response.output ?? []) if (item.id !== undefined && item.role === 'assistant') ids.add(item.id);
+    const deleted: string[] = [];
+    for (const itemId of ids) {
+      const item = this.outputItems.get(itemId);
+      if (item !== undefined && item.settled !== null && !item.deleteWhenDone) continue;
+      out.push({ kind: 'send-realtime', event: { type: 'conversation.item.delete', item_id: itemId } });
+      deleted.push(itemId);
+      if (item !== undefined) {
+        item.settled = { audioEndMs: 0 };
+        item.deleteWhenDone = false;
+      }
+    }
+    if (deleted.length > 0) log(out, 'info', 'unheard items deleted', { responseId: ev.response.id, deleted });
   }
 
   private onAudioDelta(ev: OutputAudioDeltaEvent, nowMs: number, out: SessionAction[]): void {
@@ -415,12 +458,16 @@ export class CallSession {
         audioDone: false,
         transcript: '',
         settled: null,
+        deleteWhenDone: false,
       };
       this.outputItems.set(ev.item_id, item);
     }
     item.contentIndex = ev.content_index;
     item.producedBytes += base64ByteLength(ev.delta);
-    if (this.interruptedResponses.has(ev.response_id) || nowMs < this.suppressUntilMs || this.streamSid === null) {
+    // Within the window after a barge-in, only an answer to the new turn may play: anything
+    // else is late audio from before the interruption.
+    const suppressed = nowMs < this.suppressUntilMs && !this.freshResponses.has(ev.response_id);
+    if (this.interruptedResponses.has(ev.response_id) || suppressed || this.streamSid === null) {
       this.droppedDeltas += 1;
       return;
     }
@@ -429,6 +476,9 @@ export class CallSession {
     const streamSid = this.streamSid;
     const current = item;
     this.outbound.push(ev.delta, (payload) => this.sendFrame(streamSid, current, payload, nowMs, out));
+    // Close every delta with a mark: if generation stalls here and Twilio's buffer runs dry, the
+    // echo proves it, and playback restarts from the next audio instead of being extrapolated.
+    if (this.playout.unmarkedMs() > 0) this.sendMark(streamSid, out);
   }
 
   private sendFrame(streamSid: string, item: OutputItem, payload: string, nowMs: number, out: SessionAction[]): void {
@@ -460,8 +510,10 @@ export class CallSession {
     // The caller is talking again: a reply queued for the end of their turn must wait for it.
     this.createAfterDone = false;
     const audible = this.playout.isAudible();
-    const active = this.response.phase !== 'none';
-    if (!audible && !active) {
+    const r = this.response;
+    // A response already being cancelled needs nothing more; a second barge-in on silence is no barge-in.
+    const needsCancel = (r.phase === 'active' && !this.interruptedResponses.has(r.id)) || (r.phase === 'requested' && !r.cancelOnCreated);
+    if (!audible && !needsCancel) {
       log(out, 'debug', 'caller speech started', { audioStartMs });
       return;
     }
@@ -517,8 +569,12 @@ export class CallSession {
           event: { type: 'conversation.item.truncate', item_id: item.itemId, content_index: item.contentIndex, audio_end_ms: audioEndMs },
         });
         record.truncated.push({ itemId: item.itemId, audioEndMs, sentMs: Math.floor(h?.sentMs ?? 0) });
+      } else if (this.interruptedResponses.has(item.responseId)) {
+        // Truncating at 0 is rejected for items without audio; deleting an item its response is
+        // still generating races the generation. Delete it when the response is done.
+        item.deleteWhenDone = true;
+        record.deleted.push(item.itemId);
       } else {
-        // Truncating at 0 is rejected for items without audio and pointless otherwise.
         out.push({ kind: 'send-realtime', event: { type: 'conversation.item.delete', item_id: item.itemId } });
         record.deleted.push(item.itemId);
       }
@@ -531,6 +587,7 @@ export class CallSession {
     this.outbound.reset();
     this.streamingItem = null;
     this.suppressUntilMs = nowMs + this.config.suppressDeltasMs;
+    this.freshResponses.clear();
     this.interruptions.push(record);
     log(out, 'info', 'interruption', {
       responseId: record.responseId,

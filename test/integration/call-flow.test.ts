@@ -10,6 +10,7 @@ import { eventually, sentOfType, startRig, upstreamEvents } from '../support/cal
 import type { Rig } from '../support/call-rig.js';
 import { loadAgentPcm24k, loadCallerMulaw } from '../support/fixtures.js';
 import type { AnswerSource } from '../../src/realtime/local/conversation.js';
+import { RESAMPLER_DELAY_MS } from '../../src/audio/resampler.js';
 
 const QUESTION = loadCallerMulaw('caller-question');
 const INTERRUPT = loadCallerMulaw('caller-interrupt');
@@ -17,6 +18,8 @@ const YES = loadCallerMulaw('caller-yes');
 const LONG_ANSWER = loadAgentPcm24k('agent-answer'); // 7.85 s
 const SHORT_ANSWER_MS = 1000;
 const SHORT_ANSWER = LONG_ANSWER.subarray(0, SHORT_ANSWER_MS * 24);
+/** what the caller hears of the short answer: all of it, plus the anti-aliasing filter's drained tail */
+const SHORT_ANSWER_SENT_MS = SHORT_ANSWER_MS + RESAMPLER_DELAY_MS;
 
 /** The first `longCount` responses are long (to be interrupted); later ones are short. */
 function answers(longCount: number): AnswerSource {
@@ -88,7 +91,7 @@ describe('call flow on real sockets', () => {
     expect(heard).toBeGreaterThan(1400);
     expect(heard).toBeLessThan(2500);
     // After the clear the caller hears exactly the second answer, none of the first.
-    expect(mediaMsAfter(caller, caller.clears[0] ?? 0)).toBe(SHORT_ANSWER_MS);
+    expect(mediaMsAfter(caller, caller.clears[0] ?? 0)).toBe(SHORT_ANSWER_SENT_MS);
     expect(secondItem).toBeDefined();
     expect(rig.fake.errors).toEqual([]);
     expect(caller.protocolErrors).toEqual([]);
@@ -114,7 +117,7 @@ describe('call flow on real sockets', () => {
     const [firstDone] = sentOfType(rig.fake, 1, 'response.done');
     expect((firstDone?.['response'] as { status: string }).status).toBe('cancelled');
     // Late deltas of the cancelled response were generated but never played.
-    expect(mediaMsAfter(caller, caller.clears[0] ?? 0)).toBe(SHORT_ANSWER_MS);
+    expect(mediaMsAfter(caller, caller.clears[0] ?? 0)).toBe(SHORT_ANSWER_SENT_MS);
     expect(rig.fake.errors).toEqual([]);
     expect(caller.protocolErrors).toEqual([]);
   });
@@ -159,7 +162,7 @@ describe('call flow on real sockets', () => {
     const types = upstreamEvents(rig.fake, 1).map((e) => e.type);
     expect(types.filter((t) => t === 'response.create')).toHaveLength(4);
     expect(types.filter((t) => t === 'response.cancel').length).toBeLessThanOrEqual(3);
-    expect(mediaMsAfter(caller, caller.clears[2] ?? 0)).toBe(SHORT_ANSWER_MS);
+    expect(mediaMsAfter(caller, caller.clears[2] ?? 0)).toBe(SHORT_ANSWER_SENT_MS);
     expect(rig.fake.errors).toEqual([]);
     expect(caller.protocolErrors).toEqual([]);
   });

@@ -30,6 +30,9 @@ describe('session setup', () => {
     expect(first.session.audio.output.format).toEqual({ type: 'audio/pcm', rate: 24000 });
     expect(first.session.audio.output.voice).toBe('marin');
     expect(first.session.audio.input.transcription).toEqual({ model: 'gpt-4o-transcribe' });
+    expect(first.session.audio.input.noise_reduction).toEqual({ type: 'near_field' });
+    expect(first.session.instructions).toBe(defaultAgentConfig().instructions);
+    expect(first.session.output_modalities).toEqual(['audio']);
     expect(first.session.audio.input.turn_detection).toEqual({
       type: 'server_vad',
       threshold: 0.6,
@@ -151,7 +154,7 @@ describe('outbound audio', () => {
     expect(types(first)).toEqual([
       ...Array(5).fill('media'), 'mark',
       ...Array(5).fill('media'), 'mark',
-      'media', 'media',
+      'media', 'media', 'mark', // every delta ends on a mark, so a stall is always visible
     ]);
     const beforeDone = h.mark();
     h.audioDone('resp_1', 'item_a');
@@ -159,7 +162,8 @@ describe('outbound audio', () => {
     expect(types(tail)).toEqual(['media', 'mark']);
     const tailMedia = tail[0];
     if (tailMedia?.event !== 'media') throw new Error('expected media');
-    expect(Buffer.from(tailMedia.media.payload, 'base64')).toHaveLength(80);
+    // the 10 ms held back, plus the 2.5 ms still inside the anti-aliasing filter
+    expect(Buffer.from(tailMedia.media.payload, 'base64')).toHaveLength(80 + 20);
     for (const m of h.toTwilio()) expect(m.streamSid).toBe(STREAM_SID);
   });
 });
@@ -258,10 +262,41 @@ describe('interruption routine (one test per mistake public bridges make)', () =
     h.itemAdded('resp_1', 'item_a');
     const before = h.mark();
     h.speechStarted(); // before any audio arrived
-    const sent = h.toRealtime(before);
-    expect(sent).toEqual([
+    // deleting an item its response is still generating would race the generation
+    expect(h.toRealtime(before)).toEqual([{ type: 'response.cancel', response_id: 'resp_1' }]);
+    h.delta('resp_1', 'item_a', 200); // generated before the server saw the cancel: never played
+    h.responseDone('resp_1', 'cancelled');
+    expect(h.toRealtime(before)).toEqual([
       { type: 'response.cancel', response_id: 'resp_1' },
       { type: 'conversation.item.delete', item_id: 'item_a' },
+    ]);
+    expect(h.toTwilio(before)).toEqual([{ event: 'clear', streamSid: STREAM_SID }]);
+  });
+
+  it('deletes items the server added after the barge-in, once the cancelled response is done', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    const before = h.mark();
+    h.speechStarted(); // response.create still in flight
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.delta('resp_1', 'item_a', 200);
+    h.realtime({
+      type: 'response.done',
+      response: {
+        id: 'resp_1',
+        status: 'cancelled',
+        output: [
+          { id: 'item_a', type: 'message', role: 'assistant', content: [] },
+          { id: 'item_b', type: 'message', role: 'assistant', content: [] },
+        ],
+      },
+    });
+    expect(h.toRealtime(before)).toEqual([
+      { type: 'response.cancel', response_id: 'resp_1' },
+      { type: 'conversation.item.delete', item_id: 'item_a' },
+      { type: 'conversation.item.delete', item_id: 'item_b' },
     ]);
   });
 
@@ -323,23 +358,44 @@ describe('interruption routine (one test per mistake public bridges make)', () =
     h.delta('resp_1', 'item_a', 400); // whatever the time
     expect(h.toTwilio(afterClear)).toEqual([]);
     h.responseDone('resp_1', 'cancelled');
-    // a response that is not interrupted still waits out the suppression window...
+
+    // In the window, audio of a response not seen created since the barge-in is dropped too...
     const h2 = new SessionHarness();
     h2.startCall();
     h2.speechStopped();
     h2.fullResponse('resp_1', 'item_a', 1000);
     h2.advance(300);
     h2.speechStarted();
-    h2.speechStopped();
-    h2.responseCreated('resp_2');
-    h2.itemAdded('resp_2', 'item_b');
     const early = h2.mark();
     h2.advance(100);
-    h2.delta('resp_2', 'item_b', 100); // 100 ms after the interruption: suppressed
+    h2.delta('resp_unknown', 'item_x', 100);
     expect(h2.toTwilio(early)).toEqual([]);
     h2.advance(500);
-    h2.delta('resp_2', 'item_b', 100); // 600 ms after: plays
+    h2.delta('resp_unknown', 'item_x', 100); // ...and plays once the window has passed
     expect(types(h2.toTwilio(early)).filter((t) => t === 'media')).toHaveLength(5);
+  });
+
+  it('plays an answer to the new turn from its first delta, even inside the suppression window', () => {
+    const h = new SessionHarness(defaultAgentConfig({ suppressDeltasMs: 3000 }));
+    h.startCall();
+    h.speechStopped();
+    h.fullResponse('resp_1', 'item_a', 2000);
+    h.advance(300);
+    h.speechStarted();
+    h.advance(600);
+    h.speechStopped();
+    h.responseCreated('resp_2');
+    h.itemAdded('resp_2', 'item_b');
+    const before = h.mark();
+    h.delta('resp_2', 'item_b', 400);
+    expect(types(h.toTwilio(before)).filter((t) => t === 'media')).toHaveLength(20);
+    h.advance(250);
+    const beforeBargeIn = h.mark();
+    h.speechStarted();
+    // the heard position counts from the answer's first sample: nothing of it was skipped
+    expect(truncates(h.toRealtime(beforeBargeIn))).toEqual([
+      { type: 'conversation.item.truncate', item_id: 'item_b', content_index: 0, audio_end_ms: 250 },
+    ]);
   });
 
   it('ignores marks echoed by clear, so they cannot advance the next response’s position', () => {
@@ -397,8 +453,9 @@ describe('interruption routine (one test per mistake public bridges make)', () =
     expect(h.toRealtime(before)).toEqual([
       { type: 'response.cancel', response_id: 'resp_1' },
       { type: 'conversation.item.truncate', item_id: 'item_a', content_index: 0, audio_end_ms: 600 },
-      { type: 'conversation.item.delete', item_id: 'item_b' },
     ]);
+    h.responseDone('resp_1', 'cancelled');
+    expect(h.toRealtime(before).slice(2)).toEqual([{ type: 'conversation.item.delete', item_id: 'item_b' }]);
   });
 
   it('keeps the heard share of the agent’s words in the transcript', () => {
@@ -412,6 +469,131 @@ describe('interruption routine (one test per mistake public bridges make)', () =
     h.advance(1000);
     h.speechStarted();
     expect(h.session.transcript).toEqual([{ role: 'assistant', itemId: 'item_a', text: 'one two three four five' }]);
+  });
+});
+
+describe('interruption details', () => {
+  it('counts played audio after a stall that ends between two marks', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.delta('resp_1', 'item_a', 650); // not a multiple of the mark interval
+    h.advance(2650); // all of it played, then 2 s of dead air
+    h.delta('resp_1', 'item_a', 600);
+    h.advance(40);
+    const before = h.mark();
+    h.speechStarted();
+    // 640 ms were sent before the stall (10 ms wait in the framer), then 40 ms more were heard
+    expect(truncates(h.toRealtime(before))[0]?.audio_end_ms).toBe(680);
+    expect(h.heardMs).toBe(680);
+  });
+
+  it('never truncates past the audio the model produced', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.delta('resp_1', 'item_a', 100);
+    h.audioDone('resp_1', 'item_a'); // 102.5 ms sent: the filter's last 2.5 ms were drained
+    h.advance(101);
+    const before = h.mark();
+    h.speechStarted();
+    expect(truncates(h.toRealtime(before))).toEqual([
+      { type: 'conversation.item.truncate', item_id: 'item_a', content_index: 0, audio_end_ms: 100 },
+    ]);
+  });
+
+  it('drops the partial frame and filter history of the interrupted answer', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.delta('resp_1', 'item_a', 250); // 10 ms wait in the framer
+    h.advance(100);
+    h.speechStarted();
+    h.responseDone('resp_1', 'cancelled');
+    h.advance(700);
+    h.speechStopped();
+    h.responseCreated('resp_2');
+    h.itemAdded('resp_2', 'item_b');
+    const before = h.mark();
+    h.delta('resp_2', 'item_b', 100);
+    h.audioDone('resp_2', 'item_b');
+    const bytes = h
+      .toTwilio(before)
+      .flatMap((m) => (m.event === 'media' ? [Buffer.from(m.media.payload, 'base64').length] : []))
+      .reduce((a, b) => a + b, 0);
+    expect(bytes).toBe(100 * 8 + 20); // the new answer and its drained filter tail, nothing older
+  });
+
+  it('flushes an item’s tail when its response ends without output_audio.done', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.delta('resp_1', 'item_a', 110);
+    const before = h.mark();
+    h.realtime({ type: 'response.done', response: { id: 'resp_1', status: 'incomplete', output: [] } });
+    expect(types(h.toTwilio(before))).toEqual(['media', 'mark']);
+  });
+
+  it('does not interrupt again while the interrupted response is still being cancelled', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.delta('resp_1', 'item_a', 300);
+    h.advance(100);
+    h.speechStarted();
+    h.speechStopped();
+    const before = h.mark();
+    h.speechStarted(); // nothing audible, cancel already sent
+    expect(h.toRealtime(before)).toEqual([]);
+    expect(h.toTwilio(before)).toEqual([]);
+    expect(h.session.interruptions).toHaveLength(1);
+  });
+
+  it('logs each interruption with heard ms, sent ms and whether cancel was sent', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.fullResponse('resp_1', 'item_a', 2000);
+    h.advance(450);
+    const out = h.speechStarted();
+    const line = out.find((a) => a.kind === 'log' && a.msg === 'interruption');
+    expect(line).toMatchObject({
+      level: 'info',
+      fields: { responseId: null, cancelSent: false, heardMs: 450, sentMs: 2002, truncated: [{ itemId: 'item_a', audioEndMs: 450, sentMs: 2002 }], deleted: [] },
+    });
+  });
+});
+
+describe('turn-taking recovery', () => {
+  it('asks again on the next turn when the server rejects a response.create', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    const create = h.toRealtime().find((e) => e.type === 'response.create');
+    expect(create?.event_id).toMatch(/^cb_create_/);
+    h.realtime({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_value', message: 'bad', event_id: create?.event_id ?? null } });
+    h.speechStarted();
+    h.speechStopped();
+    expect(types(h.toRealtime()).filter((t) => t === 'response.create')).toHaveLength(2);
+  });
+
+  it('retries after the active response is done when the server says one is still active', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.realtime({ type: 'error', error: { type: 'invalid_request_error', code: 'conversation_already_has_active_response', message: 'Conversation already has an active response in progress: resp_0. Wait until the response is finished before creating a new one.' } });
+    h.responseDone('resp_0');
+    expect(types(h.toRealtime()).filter((t) => t === 'response.create')).toHaveLength(2);
   });
 });
 
@@ -439,17 +621,29 @@ describe('errors and hang-up', () => {
     expect(out2.filter((x) => x.kind === 'end-call')).toEqual([{ kind: 'end-call', reason: 'upstream-closed' }]);
   });
 
+  it('ends the call when the Twilio socket closes without a stop', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    const out = h.feed({ kind: 'twilio-closed', code: 1006 });
+    expect(out.filter((x) => x.kind === 'end-call')).toEqual([{ kind: 'end-call', reason: 'twilio-closed' }]);
+  });
+
   it('is isolated: two sessions share no state', () => {
     const a = new SessionHarness();
     const b = new SessionHarness();
     a.startCall();
     b.startCall();
-    a.speechStopped();
-    a.fullResponse('resp_1', 'item_a', 1000);
+    for (const h of [a, b]) {
+      h.speechStopped();
+      h.fullResponse('resp_1', 'item_a', 1000);
+    }
     a.advance(300);
-    const before = b.mark();
+    b.advance(700);
+    const beforeA = a.mark();
+    const beforeB = b.mark();
+    a.speechStarted();
     b.speechStarted();
-    expect(b.toRealtime(before)).toEqual([]);
-    expect(b.toTwilio()).toEqual([]);
+    expect(truncates(a.toRealtime(beforeA))[0]?.audio_end_ms).toBe(300);
+    expect(truncates(b.toRealtime(beforeB))[0]?.audio_end_ms).toBe(700);
   });
 });

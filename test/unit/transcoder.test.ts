@@ -65,6 +65,23 @@ function concatBuffers(parts: readonly Uint8Array[]): Buffer {
   return Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.length)));
 }
 
+/** flush() drains the downsampler's filter delay: 60 zeros at 24 kHz, i.e. 20 extra samples at 8 kHz. */
+const DRAIN_24K_SAMPLES = DOWNSAMPLER_DELAY_SAMPLES_8K * 3;
+
+/**
+ * What OutboundTranscoder emits, as one mu-law byte stream, for one item ended by flush(): the
+ * downsampled item, then the filter delay drained with zeros; the filter then starts clean.
+ * `downsampler` is shared across items so the reference carries state exactly where it should.
+ */
+function referenceOutboundItem(downsampler: Downsampler3x, pcm: Int16Array): Uint8Array {
+  const drain = new Int16Array(DRAIN_24K_SAMPLES);
+  const down = new Int16Array(downsampler.outputLengthFor(pcm.length) + DOWNSAMPLER_DELAY_SAMPLES_8K);
+  let n = downsampler.process(pcm, pcm.length, down);
+  n += downsampler.process(drain, drain.length, down.subarray(n));
+  downsampler.reset();
+  return mulawOf(down.subarray(0, n));
+}
+
 /** Pushes `bytes` in the given chunk sizes and flushes; returns the decoded frames. */
 function runOutbound(transcoder: OutboundTranscoder, bytes: Buffer, sizes: readonly number[]): Buffer[] {
   const frames: Buffer[] = [];
@@ -164,23 +181,82 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
     const frame = Buffer.from(frames[0]!, 'base64');
     expect(frame.length).toBe(FRAME_BYTES);
     expect(frame.every((b) => b === MULAW_SILENCE)).toBe(true);
+    // No partial frame is pending; flush adds only the drained filter delay: 20 samples of silence.
     transcoder.flush((f) => frames.push(f));
-    expect(frames).toHaveLength(1);
+    expect(frames).toHaveLength(2);
+    const tail = Buffer.from(frames[1]!, 'base64');
+    expect(tail.length).toBe(DOWNSAMPLER_DELAY_SAMPLES_8K);
+    expect(tail.every((b) => b === MULAW_SILENCE)).toBe(true);
   });
 
-  it('matches Downsampler3x + encode exactly, reading the input as little-endian', () => {
+  it('matches Downsampler3x + encode (item, then drained filter delay) exactly, reading the input as little-endian', () => {
     const pcm = randomPcm(4800, 5);
-    const down = new Int16Array(1600);
-    new Downsampler3x().process(pcm, pcm.length, down);
+    const expected = referenceOutboundItem(new Downsampler3x(), pcm);
     const frames = runOutbound(new OutboundTranscoder(), pcm16LeBytes(pcm), [pcm.length * 2]);
-    expect(frames.map((f) => f.length)).toEqual(Array(10).fill(FRAME_BYTES));
-    expect(concatBuffers(frames)).toEqual(Buffer.from(mulawOf(down)));
+    // 4800 samples -> 1600 at 8 kHz = 10 whole frames; the drain adds a 20-byte tail frame.
+    expect(expected.length).toBe(1600 + 20);
+    expect(frames.map((f) => f.length)).toEqual([...Array<number>(10).fill(FRAME_BYTES), 20]);
+    expect(concatBuffers(frames)).toEqual(Buffer.from(expected));
+  });
+
+  it('matches the reference across consecutive items: each is drained, the next starts from a clean filter', () => {
+    // 1000 samples leave the decimation phase mid-cycle (1000 = 3 * 333 + 1), so the reset matters.
+    const a = randomPcm(1000, 15);
+    const b = randomPcm(2000, 16);
+    const reference = new Downsampler3x();
+    const expectedA = referenceOutboundItem(reference, a);
+    const expectedB = referenceOutboundItem(reference, b);
+    // ceil(1000 / 3) = 334 + 20 = 354 = 2 frames + 34; ceil(2000 / 3) = 667 + 20 = 687 = 4 frames + 47.
+    expect([expectedA.length, expectedB.length]).toEqual([354, 687]);
+    // B alone through a fresh transcoder is what B must give after A.
+    expect(Buffer.from(expectedB)).toEqual(Buffer.from(referenceOutboundItem(new Downsampler3x(), b)));
+
+    const transcoder = new OutboundTranscoder();
+    const framesA = runOutbound(transcoder, pcm16LeBytes(a), [777, 1223]);
+    const framesB = runOutbound(transcoder, pcm16LeBytes(b), [4000]);
+    expect(framesA.map((f) => f.length)).toEqual([FRAME_BYTES, FRAME_BYTES, 34]);
+    expect(framesB.map((f) => f.length)).toEqual([FRAME_BYTES, FRAME_BYTES, FRAME_BYTES, FRAME_BYTES, 47]);
+    expect(concatBuffers(framesA)).toEqual(Buffer.from(expectedA));
+    expect(concatBuffers(framesB)).toEqual(Buffer.from(expectedB));
+  });
+
+  it("emits an item's filter tail before the next item: nothing of item A leaks into item B", () => {
+    const level = 20_000;
+    const a = new Int16Array(4800).fill(level);
+    const b = new Int16Array(4800);
+    const transcoder = new OutboundTranscoder();
+    const framesA = runOutbound(transcoder, pcm16LeBytes(a), [a.length * 2]);
+    const framesB = runOutbound(transcoder, pcm16LeBytes(b), [b.length * 2]);
+
+    // Each item: 4800 samples -> 1600 at 8 kHz = 10 whole frames, then the 20-sample drained tail.
+    const lengths = [...Array<number>(10).fill(FRAME_BYTES), DOWNSAMPLER_DELAY_SAMPLES_8K];
+    expect(framesA.map((f) => f.length)).toEqual(lengths);
+    expect(framesB.map((f) => f.length)).toEqual(lengths);
+
+    // Item B is silence from its very first byte: A's last 2.5 ms did not stay in the filter.
+    expect(framesB[0]!.every((byte) => byte === MULAW_SILENCE)).toBe(true);
+    expect(framesB.every((f) => f.every((byte) => byte === MULAW_SILENCE))).toBe(true);
+
+    // A's tail carries A's energy: these are A's last 2.5 ms. Drained output n is centred on input
+    // 3 * (n - 20), i.e. 4740..4797, all at least 2.5 samples inside A (which ends at 4799.5). A
+    // 4 kHz low-pass step response that far past the edge is within ~0.95..1.09 of the level
+    // (Gibbs), so with mu-law steps every drained sample is within 15 % of A's level. The first is
+    // centred 60 samples before A's end: its whole 121-tap window is inside A, so it is exact.
+    const steady = decodeMulaw(mulawOf(Int16Array.of(level)))[0]!;
+    const tailA = decodeMulaw(framesA[framesA.length - 1]!);
+    expect(tailA[0]).toBe(steady);
+    expect(tailA.every((v) => Math.abs(v - level) <= 0.15 * level)).toBe(true);
+    // The last whole frame of A is steady: the drain only appends, it does not alter A's body.
+    expect(decodeMulaw(framesA[9]!).every((v) => v === steady)).toBe(true);
   });
 
   it('gives identical frames for random byte-level chunking, including odd byte counts', () => {
     const bytes = pcm16LeBytes(randomPcm(24_000 + 77, 6));
     const whole = runOutbound(new OutboundTranscoder(), bytes, [bytes.length]);
+    // 24077 samples -> ceil(24077 / 3) = 8026 at 8 kHz, + 20 drained = 8046 = 50 frames + 46.
+    expect(whole).toHaveLength(51);
     expect(whole.slice(0, -1).every((f) => f.length === FRAME_BYTES)).toBe(true);
+    expect(whole[50]!.length).toBe(46);
     for (const seed of [7, 8, 9]) {
       // Max chunk 9000 bytes is larger than the initial scratch, so growth happens mid-stream.
       const sizes = randomChunkSizes(bytes.length, seed, 9000);
@@ -207,7 +283,9 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
     expect(frames).toHaveLength(0);
     transcoder.push(Buffer.of(0x7f).toString('base64'), onFrame); // half a sample, never completed
     transcoder.flush(onFrame);
-    expect(frames.map((f) => f.length)).toEqual([100]);
+    // 300 samples -> 100 at 8 kHz, + 20 drained = one 120-byte tail; the half sample adds nothing.
+    expect(frames.map((f) => f.length)).toEqual([120]);
+    expect(frames[0]).toEqual(Buffer.from(referenceOutboundItem(new Downsampler3x(), randomPcm(300, 11))));
 
     // After the flush, a constant 20000 must come out as a constant 20000, not byte-shifted noise.
     transcoder.push(pcm16LeBytes(new Int16Array(4800).fill(20_000)).toString('base64'), onFrame);
@@ -220,15 +298,27 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
     const noise = pcm16LeBytes(randomPcm(1001, 12));
     const item = pcm16LeBytes(randomPcm(2400, 13));
     const fresh = runOutbound(new OutboundTranscoder(), item, [item.length]);
+    // 2400 samples -> 800 at 8 kHz, + 20 drained = 820 = 5 frames + 20.
+    expect(fresh.map((f) => f.length)).toEqual([...Array<number>(5).fill(FRAME_BYTES), 20]);
 
+    // 2001 bytes -> 1000 samples (+ 1 odd byte) -> 334 at 8 kHz: two whole frames, 14 pending.
+    // The next item follows reset() directly (no flush, which would reset the filter itself).
     const transcoder = new OutboundTranscoder();
     const discarded: string[] = [];
     transcoder.push(noise.subarray(0, 2001).toString('base64'), (f) => discarded.push(f));
-    transcoder.reset();
-    transcoder.flush((f) => discarded.push(f));
-    // 2001 bytes -> 1000 samples -> 334 at 8 kHz: two whole frames; reset drops the other 14.
     expect(discarded).toHaveLength(2);
+    transcoder.reset();
     expect(runOutbound(transcoder, item, [item.length])).toEqual(fresh);
+
+    // flush after reset: the 14 pending bytes are gone and the drain runs through a clean filter,
+    // so all that comes out is 20 samples of silence (the noise's history would not be silent).
+    const flushed = new OutboundTranscoder();
+    const tail: Buffer[] = [];
+    flushed.push(noise.subarray(0, 2001).toString('base64'), () => undefined);
+    flushed.reset();
+    flushed.flush((f) => tail.push(Buffer.from(f, 'base64')));
+    expect(tail.map((f) => f.length)).toEqual([DOWNSAMPLER_DELAY_SAMPLES_8K]);
+    expect(tail[0]!.every((b) => b === MULAW_SILENCE)).toBe(true);
   });
 
   it('reset() from inside onFrame (barge-in mid-chunk) stops the rest of that chunk', () => {
@@ -239,8 +329,13 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
       transcoder.reset();
     });
     expect(frames).toHaveLength(1);
+    // 2400 samples -> 800 at 8 kHz: without the reset, 4 more frames would follow. flush now only
+    // drains a clean filter: one 20-sample frame of silence, nothing of the dropped audio.
     transcoder.flush((f) => frames.push(f));
-    expect(frames).toHaveLength(1);
+    expect(frames).toHaveLength(2);
+    const tail = Buffer.from(frames[1]!, 'base64');
+    expect(tail.length).toBe(DOWNSAMPLER_DELAY_SAMPLES_8K);
+    expect(tail.every((b) => b === MULAW_SILENCE)).toBe(true);
   });
 
   it(`keeps >= ${OUTBOUND_MIN_SNR_WITH_MULAW_DB} dB in-band SNR after mu-law and rejects a 6 kHz tone by >= ${-OUTBOUND_MAX_ALIAS_DB} dB`, () => {
@@ -249,7 +344,10 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
     const bytes = pcm16LeBytes(quantizeInt16(renderTones(tones, RATE_24K_HZ, samples24k)));
     const frames = runOutbound(new OutboundTranscoder(), bytes, Array(samples24k / 480).fill(960));
     const out = decodeMulaw(concatBuffers(frames));
-    expect(out.length).toBe(samples24k / 3);
+    // 15360 samples -> 5120 at 8 kHz, + 20 drained. The SNR window 400..4496 is steady state.
+    const steadyEnd = samples24k / 3;
+    expect(out.length).toBe(steadyEnd + DOWNSAMPLER_DELAY_SAMPLES_8K);
+    expect(400 + 4096).toBeLessThanOrEqual(steadyEnd);
     const reference = renderTones(tones, RATE_8K_HZ, out.length, DOWNSAMPLER_DELAY_SAMPLES_8K);
     expect(inBandSnrDb(out, reference, RATE_8K_HZ, 400, 4096)).toBeGreaterThanOrEqual(OUTBOUND_MIN_SNR_WITH_MULAW_DB);
 
@@ -258,9 +356,11 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
       quantizeInt16(renderTones([{ frequencyHz: 6_000, amplitude, phaseRad: 0 }], RATE_24K_HZ, samples24k)),
     );
     const aliased = decodeMulaw(concatBuffers(runOutbound(new OutboundTranscoder(), tone, [tone.length])));
+    expect(aliased.length).toBe(steadyEnd + DOWNSAMPLER_DELAY_SAMPLES_8K);
+    // Steady state only, as before the drain: the drained tail is the tone's abrupt end, not aliasing.
     let energy = 0;
-    for (let i = 400; i < aliased.length; i++) energy += aliased[i]! ** 2;
-    const aliasDb = powerRatioDb(energy / (aliased.length - 400) + Number.MIN_VALUE, (amplitude * amplitude) / 2);
+    for (let i = 400; i < steadyEnd; i++) energy += aliased[i]! ** 2;
+    const aliasDb = powerRatioDb(energy / (steadyEnd - 400) + Number.MIN_VALUE, (amplitude * amplitude) / 2);
     expect(aliasDb).toBeLessThanOrEqual(OUTBOUND_MAX_ALIAS_DB);
   });
 });
