@@ -1,0 +1,99 @@
+/**
+ * Per-call tokens that tie a Media Stream to the webhook request that created it. The signed
+ * webhook hands out a token bound to its CallSid; the stream's `start` must bring it back as a
+ * `<Parameter>` for that same CallSid before any audio goes upstream. Twilio's own handshake
+ * signature covers only the stream URL, which is the same for every call, so without the token a
+ * captured handshake could be replayed to open sessions at will.
+ *
+ * Wire format: base64url of [version: 1 byte][expiry, ms since epoch: uint64 BE][HMAC-SHA256].
+ * The MAC covers `v1.<CallSid>.<expiry>`. The CallSid is not carried (start has it), only bound.
+ */
+import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+
+/** The `<Parameter name>` the token travels under; it arrives in `start.customParameters`. */
+export const CALL_TOKEN_PARAMETER = 'callToken';
+
+/**
+ * The token only has to survive from the webhook answer to the stream's `start`, normally one
+ * or two seconds. A minute absorbs a slow leg or a retried webhook without leaving a captured
+ * token useful for long, and it is worthless for any other call anyway.
+ */
+export const CALL_TOKEN_TTL_MS = 60_000;
+
+const VERSION = 1;
+const EXPIRY_BYTES = 8;
+const MAC_BYTES = 32;
+const TOKEN_BYTES = 1 + EXPIRY_BYTES + MAC_BYTES;
+/** 41 bytes in unpadded base64url: 55 characters, well inside Twilio's 500 for name + value. */
+const TOKEN_CHARS = Math.ceil((TOKEN_BYTES * 4) / 3);
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+
+/* HKDF labels: fixed, so the derived key is reproducible across restarts and instances. */
+const HKDF_SALT = 'callbridge';
+const HKDF_INFO = 'callbridge/call-token/v1';
+
+export type CallTokenFailure = 'missing' | 'malformed' | 'bad-signature' | 'expired';
+export type CallTokenResult = { ok: true } | { ok: false; reason: CallTokenFailure };
+
+/**
+ * The MAC key, derived from TWILIO_AUTH_TOKEN with HKDF rather than used raw: the auth token
+ * already keys Twilio's request signatures, and one key must not serve two MAC schemes.
+ * Throws on an empty token (a public key would let anyone mint tokens); call it at startup.
+ */
+export function callTokenSecretFrom(authToken: string): Buffer {
+  if (authToken === '') throw new TypeError('call token secret: TWILIO_AUTH_TOKEN is empty');
+  return Buffer.from(hkdfSync('sha256', authToken, HKDF_SALT, HKDF_INFO, MAC_BYTES));
+}
+
+/** A token for `callSid`, valid while `now < nowMs + ttlMs`. Throws only on caller bugs. */
+export function createCallToken(secret: Buffer, callSid: string, nowMs: number, ttlMs: number = CALL_TOKEN_TTL_MS): string {
+  if (secret.length === 0) throw new TypeError('call token: empty secret');
+  if (callSid === '') throw new TypeError('call token: empty CallSid');
+  if (!Number.isFinite(nowMs) || !Number.isFinite(ttlMs) || ttlMs <= 0) {
+    throw new RangeError(`call token: bad time (nowMs=${nowMs}, ttlMs=${ttlMs})`);
+  }
+  const expiry = Math.floor(nowMs + ttlMs);
+  if (expiry < 0 || expiry > Number.MAX_SAFE_INTEGER) throw new RangeError(`call token: expiry ${expiry} out of range`);
+  const bytes = Buffer.alloc(TOKEN_BYTES);
+  bytes.writeUInt8(VERSION, 0);
+  bytes.writeBigUInt64BE(BigInt(expiry), 1);
+  mac(secret, callSid, expiry).copy(bytes, 1 + EXPIRY_BYTES);
+  return bytes.toString('base64url');
+}
+
+/**
+ * Whether `token` was minted by us for `callSid` and is still fresh at `nowMs`. Takes the raw
+ * parameter value (anything) and never throws. The MAC is checked before the expiry so that
+ * `expired` is only ever said of a genuine token.
+ */
+export function verifyCallToken(secret: Buffer, token: unknown, callSid: string, nowMs: number): CallTokenResult {
+  if (token === undefined || token === null || token === '') return fail('missing');
+  if (typeof token !== 'string' || token.length !== TOKEN_CHARS || !BASE64URL.test(token)) return fail('malformed');
+  const bytes = Buffer.from(token, 'base64url');
+  // The last character carries two spare bits; demanding the canonical encoding keeps one token
+  // from having several spellings.
+  if (bytes.length !== TOKEN_BYTES || bytes.toString('base64url') !== token) return fail('malformed');
+  if (bytes.readUInt8(0) !== VERSION) return fail('malformed');
+  const expiryBig = bytes.readBigUInt64BE(1);
+  if (expiryBig > BigInt(Number.MAX_SAFE_INTEGER)) return fail('malformed');
+  const expiry = Number(expiryBig);
+
+  // An empty secret is a public key: nothing verified with it can be trusted.
+  if (secret.length === 0) return fail('bad-signature');
+  const expected = mac(secret, callSid, expiry);
+  const presented = bytes.subarray(1 + EXPIRY_BYTES);
+  // Both are MAC_BYTES long by construction, which timingSafeEqual requires.
+  if (!timingSafeEqual(presented, expected)) return fail('bad-signature');
+
+  // Written as "not before expiry" so a NaN clock fails closed.
+  if (!(nowMs < expiry)) return fail('expired');
+  return { ok: true };
+}
+
+function mac(secret: Buffer, callSid: string, expiry: number): Buffer {
+  return createHmac('sha256', secret).update(`v${VERSION}.${callSid}.${expiry}`, 'utf8').digest();
+}
+
+function fail(reason: CallTokenFailure): CallTokenResult {
+  return { ok: false, reason };
+}
