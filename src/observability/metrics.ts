@@ -1,0 +1,276 @@
+/**
+ * Prometheus metrics for GET /metrics. The bridge calls the typed recording methods; nothing
+ * here knows about sockets or sessions.
+ *
+ * Every Metrics owns its registry: tests build many servers in one process, and metrics
+ * registered on prom-client's global registry would collide (or silently add up) across them.
+ *
+ * Latencies are in milliseconds (`_ms`), not Prometheus' customary seconds: every timing in the
+ * bridge and its logs is in ms, and these names match what the logs say.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { IntervalHistogram } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export const CALL_OUTCOMES = ['completed', 'caller-hung-up', 'upstream-failed', 'rejected', 'error', 'drained', 'max-duration'] as const;
+export type CallOutcome = (typeof CALL_OUTCOMES)[number];
+
+export const RECONNECT_OUTCOMES = ['ok', 'failed'] as const;
+export type ReconnectOutcome = (typeof RECONNECT_OUTCOMES)[number];
+
+export const REJECT_REASONS = ['bad-signature', 'bad-token', 'busy', 'draining', 'protocol'] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
+
+export interface InterruptionSample {
+  /** audio the caller heard of the interrupted item; null when nothing was truncated */
+  heardMs: number | null;
+  /** speech_started received → clear sent to Twilio */
+  reactionMs: number;
+  cancelSent: boolean;
+}
+
+export interface MetricsOptions {
+  /** Node process/runtime metrics and the event-loop delay histogram (off in tests) */
+  collectDefault?: boolean;
+}
+
+/** Distinct upstream error codes kept as their own label value; later new codes count as 'other'. */
+export const MAX_UPSTREAM_ERROR_CODES = 32;
+export const OTHER_ERROR_CODE = 'other';
+const ERROR_CODE_SHAPE = /^[a-z_]{1,64}$/;
+
+// The upper buckets of heard-ms cover a long monologue; a reply is rarely cut after 30 s.
+const HEARD_MS_BUCKETS = [100, 250, 500, 1000, 2000, 3000, 5000, 7500, 10_000, 15_000, 20_000, 30_000];
+// The session reacts synchronously, so most barge-ins land in the sub-millisecond buckets; the
+// upper ones exist to show event-loop stalls, which are what would make a barge-in feel late.
+const REACTION_MS_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500];
+const FIRST_AUDIO_MS_BUCKETS = [50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000];
+// 20 ms is one Twilio media frame: a stall past it delays outbound audio audibly.
+const EVENT_LOOP_DELAY_MS_BUCKETS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+/** prom-client's own choice for its event-loop gauges */
+const EVENT_LOOP_RESOLUTION_MS = 10;
+
+/**
+ * prom-client's default collectors cannot be stopped: they start a monitorEventLoopDelay and a
+ * gc PerformanceObserver and never hand them back. Registering them per Metrics would leak one
+ * of each per server a test builds, so they are registered once per process and shared. They
+ * describe the process, not a server, so sharing them is also what they mean. Neither holds the
+ * process open.
+ */
+let processRegistry: Registry | null = null;
+
+function sharedProcessRegistry(): Registry {
+  if (processRegistry === null) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
+export class Metrics {
+  readonly contentType: string;
+  private readonly registry = new Registry();
+  /** what render() exposes: this registry, plus the process metrics when collected */
+  private readonly exposed: Registry;
+  private readonly eventLoop: IntervalHistogram | null = null;
+
+  private activeCount = 0;
+  private readonly errorCodes = new Set<string>();
+
+  private readonly activeCalls: Gauge;
+  private readonly calls: Counter<'outcome'>;
+  private readonly interruptions: Counter<'cancel_sent'>;
+  private readonly heardMs: Histogram;
+  private readonly reactionMs: Histogram;
+  private readonly firstAudioMs: Histogram;
+  private readonly upstreamErrors: Counter<'code'>;
+  private readonly reconnects: Counter<'outcome'>;
+  private readonly rejected: Counter<'reason'>;
+
+  constructor(options: MetricsOptions = {}) {
+    // Without `registers`, prom-client adds every metric to its global registry as well.
+    const registers = [this.registry];
+    this.activeCalls = new Gauge({ name: 'callbridge_active_calls', help: 'Calls in progress.', registers });
+    this.calls = new Counter({
+      name: 'callbridge_calls_total',
+      help: 'Calls ended, by outcome.',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.interruptions = new Counter({
+      name: 'callbridge_interruptions_total',
+      help: 'Barge-ins acted on; cancel_sent is whether a response.cancel went upstream.',
+      labelNames: ['cancel_sent'],
+      registers,
+    });
+    this.heardMs = new Histogram({
+      name: 'callbridge_interruption_heard_ms',
+      help: 'Assistant audio the caller had heard when a barge-in truncated it, in ms.',
+      buckets: HEARD_MS_BUCKETS,
+      registers,
+    });
+    this.reactionMs = new Histogram({
+      name: 'callbridge_barge_in_reaction_ms',
+      help: 'From input_audio_buffer.speech_started to the clear sent to Twilio, in ms.',
+      buckets: REACTION_MS_BUCKETS,
+      registers,
+    });
+    this.firstAudioMs = new Histogram({
+      name: 'callbridge_first_audio_latency_ms',
+      help: 'From the end of the caller turn to the first assistant audio sent to Twilio, in ms.',
+      buckets: FIRST_AUDIO_MS_BUCKETS,
+      registers,
+    });
+    this.upstreamErrors = new Counter({
+      name: 'callbridge_upstream_errors_total',
+      help: `Realtime error events by code; codes past the first ${MAX_UPSTREAM_ERROR_CODES} distinct, or not shaped like a code, count as "${OTHER_ERROR_CODE}".`,
+      labelNames: ['code'],
+      registers,
+    });
+    this.reconnects = new Counter({
+      name: 'callbridge_upstream_reconnects_total',
+      help: 'Upstream reconnect attempts, by outcome.',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.rejected = new Counter({
+      name: 'callbridge_rejected_connections_total',
+      help: 'Media-stream connections refused before they became calls, by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
+
+    // Known label values start at 0 so the first occurrence is an increase rate() can see.
+    for (const outcome of CALL_OUTCOMES) this.calls.inc({ outcome }, 0);
+    for (const cancelSent of ['true', 'false']) this.interruptions.inc({ cancel_sent: cancelSent }, 0);
+    for (const outcome of RECONNECT_OUTCOMES) this.reconnects.inc({ outcome }, 0);
+    for (const reason of REJECT_REASONS) this.rejected.inc({ reason }, 0);
+
+    if (options.collectDefault === true) {
+      this.eventLoop = this.startEventLoopHistogram(registers);
+      this.exposed = Registry.merge([this.registry, sharedProcessRegistry()]);
+    } else {
+      this.exposed = this.registry;
+    }
+    this.contentType = this.exposed.contentType;
+  }
+
+  callStarted(): void {
+    this.activeCount += 1;
+    this.activeCalls.set(this.activeCount);
+  }
+
+  /** Once per callStarted(). A connection refused before it was a call is rejectedConnection(). */
+  callEnded(outcome: CallOutcome): void {
+    this.calls.inc({ outcome });
+    // An unpaired end is a wiring bug; a negative number of calls would only hide where it is.
+    if (this.activeCount > 0) this.activeCount -= 1;
+    this.activeCalls.set(this.activeCount);
+  }
+
+  interruption(sample: InterruptionSample): void {
+    this.interruptions.inc({ cancel_sent: sample.cancelSent ? 'true' : 'false' });
+    if (sample.heardMs !== null) observe(this.heardMs, sample.heardMs);
+    observe(this.reactionMs, sample.reactionMs);
+  }
+
+  /** From the end of the caller's turn (speech_stopped) to the first audio of the reply sent to Twilio. */
+  firstAudioLatency(ms: number): void {
+    observe(this.firstAudioMs, ms);
+  }
+
+  /** `code` is the Realtime error's code, which the server may omit. */
+  upstreamError(code: string | null): void {
+    this.upstreamErrors.inc({ code: this.errorCodeLabel(code) });
+  }
+
+  reconnect(outcome: ReconnectOutcome): void {
+    this.reconnects.inc({ outcome });
+  }
+
+  rejectedConnection(reason: RejectReason): void {
+    this.rejected.inc({ reason });
+  }
+
+  /** The Prometheus text exposition; serve it with `contentType`. */
+  render(): Promise<string> {
+    return this.exposed.metrics();
+  }
+
+  /** Stop what this instance started (the event-loop sampler). Idempotent; render() still works. */
+  stop(): void {
+    this.eventLoop?.disable();
+  }
+
+  private errorCodeLabel(code: string | null): string {
+    // Codes come from the server: a label per arbitrary string would let it grow our series without bound.
+    if (code === null || !ERROR_CODE_SHAPE.test(code)) return OTHER_ERROR_CODE;
+    if (this.errorCodes.has(code)) return code;
+    if (this.errorCodes.size >= MAX_UPSTREAM_ERROR_CODES) return OTHER_ERROR_CODE;
+    this.errorCodes.add(code);
+    return code;
+  }
+
+  /**
+   * prom-client only reports event-loop delay as gauges of the last scrape interval (min, max,
+   * mean, p50/p90/p99), which cannot be aggregated over time or across instances. This keeps a
+   * native monitorEventLoopDelay (no JS runs per tick) and folds its samples into a Prometheus
+   * histogram at each scrape.
+   */
+  private startEventLoopHistogram(registers: Registry[]): IntervalHistogram {
+    const sampler = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+    sampler.enable();
+    // Reachable through the registry and its collect(); nothing else touches it.
+    new Histogram({
+      name: 'callbridge_event_loop_delay_ms',
+      help: `How late the event loop ran a ${EVENT_LOOP_RESOLUTION_MS} ms timer, in ms.`,
+      buckets: EVENT_LOOP_DELAY_MS_BUCKETS,
+      registers,
+      collect() {
+        foldEventLoopSamples(sampler, this);
+      },
+    });
+    return sampler;
+  }
+}
+
+/** A measurement must never throw into a call: prom-client throws on non-finite values. */
+function observe(histogram: Histogram, value: number): void {
+  if (Number.isFinite(value) && value >= 0) histogram.observe(value);
+}
+
+/**
+ * Moves the samples recorded since the last scrape into `into`, then resets the sampler.
+ *
+ * The sampler's samples are not individually readable, only its percentiles. For each bucket
+ * bound, the number of samples at or below it is found by binary search over ranks (exact to the
+ * sampler's precision), and that bucket's samples are observed at their median value so that
+ * `_sum` stays close to the true total.
+ *
+ * The sampler records the whole interval between timer runs, so an idle loop reads ~resolution;
+ * the resolution is subtracted to report how late the timer ran.
+ */
+function foldEventLoopSamples(sampler: IntervalHistogram, into: Histogram): void {
+  const total = sampler.count;
+  if (total === 0) return;
+  const delayAtRank = (rank: number): number =>
+    Math.max(0, sampler.percentile((100 * rank) / total) / 1e6 - EVENT_LOOP_RESOLUTION_MS);
+
+  let counted = 0;
+  for (const bound of [...EVENT_LOOP_DELAY_MS_BUCKETS, Number.POSITIVE_INFINITY]) {
+    let atOrBelow = counted;
+    let high = total;
+    while (atOrBelow < high) {
+      const mid = Math.ceil((atOrBelow + high) / 2);
+      if (delayAtRank(mid) <= bound) atOrBelow = mid;
+      else high = mid - 1;
+    }
+    const inBucket = atOrBelow - counted;
+    if (inBucket > 0) {
+      const median = delayAtRank(counted + Math.ceil(inBucket / 2));
+      for (let i = 0; i < inBucket; i++) into.observe(median);
+    }
+    counted = atOrBelow;
+  }
+  sampler.reset();
+}
