@@ -35,6 +35,16 @@ export interface AppConfig {
   logLevel: LogLevel;
   /** RECORD_CALLS: folder for per-call captures (replayable with `npm run replay`) */
   recordCallsDir: string | null;
+  /** TWILIO_AUTH_TOKEN: when set, every webhook and stream must be signed by Twilio */
+  twilioAuthToken: string | null;
+  /** TWILIO_ACCOUNT_SID: with the auth token, lets the service hang calls up through the REST API */
+  twilioAccountSid: string | null;
+  /** MAX_CALLS: concurrent calls per process; beyond it the webhook answers "busy" */
+  maxCalls: number;
+  /** MAX_CALL_DURATION_S */
+  maxCallDurationMs: number;
+  /** DRAIN_TIMEOUT_S: how long live calls may go on after SIGTERM */
+  drainTimeoutMs: number;
   agent: AgentConfig;
 }
 
@@ -145,6 +155,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath = DE
   const logLevel = (nonEmpty(env['LOG_LEVEL']) ?? 'info').toLowerCase();
   if (!LOG_LEVELS.has(logLevel)) problems.push(`LOG_LEVEL must be one of ${[...LOG_LEVELS].join(', ')}, got "${logLevel}"`);
 
+  const intEnv = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = nonEmpty(env[name]);
+    if (raw === null) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      problems.push(`${name} must be an integer ${min}-${max}, got "${raw}"`);
+      return fallback;
+    }
+    return n;
+  };
+  const maxCalls = intEnv('MAX_CALLS', 100, 1, 100_000);
+  const maxCallDurationS = intEnv('MAX_CALL_DURATION_S', 4 * 3600, 10, 24 * 3600);
+  const drainTimeoutS = intEnv('DRAIN_TIMEOUT_S', 300, 0, 24 * 3600);
+  const twilioAuthToken = nonEmpty(env['TWILIO_AUTH_TOKEN']);
+  if (twilioAuthToken !== null && publicUrl === null && publicUrlRaw === null) {
+    problems.push('TWILIO_AUTH_TOKEN is set but PUBLIC_URL is not: signatures are computed over the public URL, never the Host header');
+  }
+
   const openaiApiKey = nonEmpty(env['OPENAI_API_KEY']);
   const backendRaw = (nonEmpty(env['REALTIME_BACKEND']) ?? (openaiApiKey === null ? 'local' : 'openai')).toLowerCase();
   if (backendRaw !== 'local' && backendRaw !== 'openai') problems.push(`REALTIME_BACKEND must be "local" or "openai", got "${backendRaw}"`);
@@ -162,6 +190,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath = DE
     publicUrl,
     logLevel: logLevel as LogLevel,
     recordCallsDir: nonEmpty(env['RECORD_CALLS']),
+    twilioAuthToken,
+    twilioAccountSid: nonEmpty(env['TWILIO_ACCOUNT_SID']),
+    maxCalls,
+    maxCallDurationMs: maxCallDurationS * 1000,
+    drainTimeoutMs: drainTimeoutS * 1000,
     agent,
   };
 }

@@ -42,7 +42,18 @@ async function main(): Promise<void> {
       ? undefined
       : fileRecorderFactory(config.recordCallsDir, (err, file) => logger.warn({ err: err.message, file }, 'call capture write failed'));
   if (config.recordCallsDir !== null) logger.info({ dir: config.recordCallsDir }, 'RECORD_CALLS: capturing every call for replay');
-  const server = await buildServer({ config, logger, realtimeUrl: backend.url, ...(recorderFactory === undefined ? {} : { recorderFactory }) });
+  const server = await buildServer({
+    config,
+    logger,
+    realtimeUrl: backend.url,
+    processMetrics: true,
+    ...(recorderFactory === undefined ? {} : { recorderFactory }),
+  });
+  if (config.twilioAuthToken === null) {
+    logger.warn(
+      'TWILIO_AUTH_TOKEN is not set: requests are NOT authenticated, and anyone who finds this URL can place calls through it on your API key. Set TWILIO_AUTH_TOKEN and PUBLIC_URL before exposing the service.',
+    );
+  }
   if (config.publicUrl === null) {
     logger.warn('PUBLIC_URL is not set: TwiML will point Twilio at the Host header of each webhook request');
   }
@@ -50,10 +61,19 @@ async function main(): Promise<void> {
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal means "now": end the calls without waiting out the drain.
+      logger.warn({ signal }, 'second signal: ending live calls now');
+      await server.endAllCalls();
+      process.exit(0);
+    }
     stopping = true;
-    logger.info({ signal, liveCalls: server.calls.size }, 'shutting down');
+    // Readiness fails at once so the load balancer stops sending calls; live calls may finish.
+    server.startDraining();
+    logger.info({ signal, liveCalls: server.calls.size, drainTimeoutMs: config.drainTimeoutMs }, 'draining before shutdown');
     try {
+      const finished = await server.waitForCallsToFinish(config.drainTimeoutMs);
+      if (!finished) logger.warn({ liveCalls: server.calls.size }, 'drain timeout: ending the remaining calls');
       await server.endAllCalls();
       await server.app.close();
       await backend.local?.close();

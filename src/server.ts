@@ -1,15 +1,23 @@
 /**
- * The Fastify app: routes and plugins only. Call behaviour lives in src/call/.
+ * The Fastify app: routes, plugins and admission (signatures, limits, draining). Call behaviour
+ * lives in src/call/.
  */
 import Fastify, { LogController } from 'fastify';
-import type { FastifyInstance, FastifyRequest, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import formbody from '@fastify/formbody';
 import websocket from '@fastify/websocket';
 import type { AppConfig } from './config.js';
 import { CallBridge } from './call/bridge.js';
+import type { CallObserver } from './call/bridge.js';
 import type { RecorderFactory } from './call/recorder.js';
+import type { EndReason, StartAuthorization } from './call/session.js';
 import type { Logger } from './observability/logger.js';
-import { connectStreamTwiml, streamUrlFrom } from './twilio/twiml.js';
+import { Metrics } from './observability/metrics.js';
+import type { CallOutcome } from './observability/metrics.js';
+import { CALL_TOKEN_PARAMETER, callTokenSecretFrom, createCallToken, verifyCallToken } from './twilio/call-token.js';
+import { createTwilioClient, hangUpCall } from './twilio/rest.js';
+import { formParamsFrom, verifyStreamSignature, verifyWebhookSignature, webhookUrl } from './twilio/signature.js';
+import { busyTwiml, connectStreamTwiml, streamUrlFrom } from './twilio/twiml.js';
 
 /** A media frame is < 1 KiB; anything near this bound is not Twilio. */
 export const MAX_WS_MESSAGE_BYTES = 64 * 1024;
@@ -23,69 +31,174 @@ export interface ServerOptions {
   realtimeUrl?: string;
   /** Capture every call (RECORD_CALLS, in-process replay). */
   recorderFactory?: RecorderFactory;
+  /** Register Node's default process metrics (event-loop lag, memory); off in tests. */
+  processMetrics?: boolean;
+  /** Clock for call tokens (ms since the epoch); tests move it to expire tokens. */
+  wallClock?: () => number;
 }
 
 export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Logger>;
 
 export interface CallbridgeServer {
   app: App;
+  metrics: Metrics;
   /** live calls, for shutdown and tests */
   readonly calls: ReadonlySet<CallBridge>;
-  /** hang up every live call; sockets still open after `graceMs` are cut */
+  readonly draining: boolean;
+  /** stop taking calls: readiness fails and the webhook answers busy */
+  startDraining(): void;
+  /** end every live call; sockets still open after `graceMs` are cut */
   endAllCalls(graceMs?: number): Promise<void>;
+  /** resolves when no call is live, or after `timeoutMs` (false then) */
+  waitForCallsToFinish(timeoutMs: number): Promise<boolean>;
 }
+
+const OUTCOME_BY_REASON: Record<EndReason | 'error', CallOutcome> = {
+  'twilio-stop': 'completed',
+  'twilio-closed': 'caller-hung-up',
+  'upstream-failed': 'upstream-failed',
+  'protocol-violation': 'rejected',
+  unauthorized: 'rejected',
+  'max-duration': 'max-duration',
+  shutdown: 'drained',
+  error: 'error',
+};
 
 export async function buildServer(options: ServerOptions): Promise<CallbridgeServer> {
   const { config, logger } = options;
   const realtimeUrl = options.realtimeUrl ?? config.realtimeUrl;
+  const wallClock = options.wallClock ?? Date.now;
   // Per-request access lines would double every webhook; calls log their own meaningful events.
   const app = Fastify({
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
     trustProxy: false,
   });
+  const metrics = new Metrics({ collectDefault: options.processMetrics ?? false });
   const calls = new Set<CallBridge>();
+  const liveCallSids = new Set<string>();
   let nextConnectionId = 1;
+  let draining = false;
+
+  const security = securityFrom(config);
+  const hangUp = restHangUpFrom(config);
 
   await app.register(formbody);
   await app.register(websocket, { options: { maxPayload: MAX_WS_MESSAGE_BYTES, perMessageDeflate: false } });
 
+  app.addHook('onClose', async () => metrics.stop());
+
   app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) =>
+    draining ? reply.code(503).send({ status: 'draining', calls: calls.size }) : { status: 'ready', calls: calls.size },
+  );
+  app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.render()));
 
   app.post('/incoming-call', async (request, reply) => {
-    const streamUrl = streamUrlFor(request, config, logger);
-    const callSid = formField(request, 'CallSid');
+    const params = formParamsFrom(request.body);
+    if (security !== null) {
+      const signature = request.headers['x-twilio-signature'];
+      if (params === null || !verifyWebhookSignature({ authToken: security.authToken, signature, url: security.webhookUrl, params })) {
+        metrics.rejectedConnection('bad-signature');
+        logger.warn({ ip: request.ip }, 'webhook rejected: invalid or missing X-Twilio-Signature');
+        return reply.code(403).send({ error: 'invalid Twilio signature' });
+      }
+    }
+    const callSid = typeof params?.['CallSid'] === 'string' ? params['CallSid'] : null;
+    if (draining || calls.size >= config.maxCalls) {
+      metrics.rejectedConnection(draining ? 'draining' : 'busy');
+      logger.warn({ callSid, liveCalls: calls.size, maxCalls: config.maxCalls, draining }, 'incoming call refused: line busy');
+      return reply.type('text/xml').send(busyTwiml());
+    }
+    const streamUrl = security?.streamUrl ?? streamUrlFromHost(request, config, logger);
+    const parameters: Record<string, string> = {};
+    if (security !== null && callSid !== null) parameters[CALL_TOKEN_PARAMETER] = createCallToken(security.tokenSecret, callSid, wallClock());
     logger.info({ callSid, streamUrl }, 'incoming call: answering with <Connect><Stream>');
-    return reply.type('text/xml').send(connectStreamTwiml(streamUrl));
+    return reply.type('text/xml').send(connectStreamTwiml(streamUrl, parameters));
   });
 
-  app.get('/media-stream', { websocket: true }, (socket) => {
+  const refuseUpgrade = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (security !== null && !verifyStreamSignature({ authToken: security.authToken, signature: request.headers['x-twilio-signature'], streamUrl: security.streamUrl })) {
+      metrics.rejectedConnection('bad-signature');
+      logger.warn({ ip: request.ip }, 'media stream refused: invalid or missing x-twilio-signature');
+      await reply.code(403).send({ error: 'invalid Twilio signature' });
+    }
+    // Not refused while draining: a stream exists because some replica already answered the
+    // call, so turning it away would fail a call in progress. The webhook is the only gate.
+  };
+
+  const observer: CallObserver = {
+    callStarted: () => metrics.callStarted(),
+    callEnded: (reason, started) => {
+      if (started) metrics.callEnded(OUTCOME_BY_REASON[reason]);
+      else metrics.rejectedConnection(reason === 'unauthorized' ? 'bad-token' : 'protocol');
+    },
+    metric: (event, handlingMs) => {
+      switch (event.name) {
+        case 'interruption':
+          metrics.interruption({ heardMs: event.heardMs, reactionMs: handlingMs, cancelSent: event.cancelSent });
+          return;
+        case 'first-audio':
+          metrics.firstAudioLatency(event.latencyMs);
+          return;
+        case 'upstream-error':
+          metrics.upstreamError(event.code);
+          return;
+        case 'reconnect':
+          metrics.reconnect(event.outcome);
+          return;
+      }
+    },
+  };
+
+  app.get('/media-stream', { websocket: true, preValidation: refuseUpgrade }, (socket) => {
+    let claimed: string | null = null;
+    const authorizeStart = (start: { callSid: string; customParameters: Record<string, string> }, _nowMs: number): StartAuthorization => {
+      if (security !== null) {
+        const token = verifyCallToken(security.tokenSecret, start.customParameters[CALL_TOKEN_PARAMETER], start.callSid, wallClock());
+        if (!token.ok) return { ok: false, reason: `call token ${token.reason}` };
+      }
+      // Twilio allows one stream per call: a second one for a live CallSid is a replay.
+      if (liveCallSids.has(start.callSid)) return { ok: false, reason: 'a stream for this CallSid is already live' };
+      liveCallSids.add(start.callSid);
+      claimed = start.callSid;
+      return { ok: true };
+    };
     const bridge = new CallBridge(socket, {
       agent: config.agent,
       realtimeUrl,
       apiKey: config.openaiApiKey,
       logger,
       connectionId: nextConnectionId++,
+      authorizeStart,
+      maxCallDurationMs: config.maxCallDurationMs,
+      observer,
+      ...(hangUp === undefined ? {} : { hangUpCall: hangUp }),
       ...(options.recorderFactory === undefined ? {} : { recorderFactory: options.recorderFactory }),
     });
     calls.add(bridge);
-    void bridge.closed.then(() => calls.delete(bridge));
+    void bridge.closed.then(() => {
+      calls.delete(bridge);
+      if (claimed !== null) liveCallSids.delete(claimed);
+    });
   });
 
   return {
     app,
+    metrics,
     calls,
+    get draining() {
+      return draining;
+    },
+    startDraining() {
+      if (draining) return;
+      draining = true;
+      logger.info({ liveCalls: calls.size }, 'draining: no new calls; live calls may finish');
+    },
     async endAllCalls(graceMs = END_CALLS_GRACE_MS) {
       const live = [...calls];
-      for (const call of live) call.hangUp();
-      let timer: NodeJS.Timeout | undefined;
-      const closedInTime = await Promise.race([
-        Promise.all(live.map((c) => c.closed)).then(() => true),
-        new Promise<false>((resolve) => {
-          timer = setTimeout(() => resolve(false), graceMs);
-        }),
-      ]);
-      clearTimeout(timer);
+      for (const call of live) call.shutdown();
+      const closedInTime = await within(Promise.all(live.map((c) => c.closed)), graceMs);
       if (!closedInTime) {
         const stuck = live.filter((c) => calls.has(c));
         logger.warn({ stuck: stuck.length, graceMs }, 'peers did not finish the close handshake; cutting their sockets');
@@ -93,19 +206,53 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
         await Promise.all(stuck.map((c) => c.closed));
       }
     },
+    async waitForCallsToFinish(timeoutMs) {
+      return within(Promise.all([...calls].map((c) => c.closed)), timeoutMs);
+    },
   };
 }
 
-function streamUrlFor(request: FastifyRequest, config: AppConfig, logger: Logger): string {
+interface Security {
+  authToken: string;
+  tokenSecret: Buffer;
+  webhookUrl: string;
+  streamUrl: string;
+}
+
+/** Signed requests only, when there is a token; URLs from PUBLIC_URL, never from the Host header. */
+function securityFrom(config: AppConfig): Security | null {
+  if (config.twilioAuthToken === null) return null;
+  if (config.publicUrl === null) throw new Error('TWILIO_AUTH_TOKEN requires PUBLIC_URL');
+  return {
+    authToken: config.twilioAuthToken,
+    tokenSecret: callTokenSecretFrom(config.twilioAuthToken),
+    webhookUrl: webhookUrl(config.publicUrl, '/incoming-call'),
+    streamUrl: streamUrlFrom(config.publicUrl),
+  };
+}
+
+function restHangUpFrom(config: AppConfig): ((callSid: string) => Promise<unknown>) | undefined {
+  if (config.twilioAuthToken === null || config.twilioAccountSid === null) return undefined;
+  const client = createTwilioClient({ accountSid: config.twilioAccountSid, authToken: config.twilioAuthToken });
+  return (callSid) => hangUpCall(client, callSid);
+}
+
+/** Without PUBLIC_URL (local development only: no signatures are checked then). */
+function streamUrlFromHost(request: FastifyRequest, config: AppConfig, logger: Logger): string {
   if (config.publicUrl !== null) return streamUrlFrom(config.publicUrl);
   const host = request.headers.host ?? `localhost:${config.port}`;
   logger.warn({ host }, 'PUBLIC_URL is not set: building the stream URL from the Host header; set PUBLIC_URL in production');
   return streamUrlFrom(`https://${host}`);
 }
 
-function formField(request: FastifyRequest, name: string): string | null {
-  const body = request.body;
-  if (typeof body !== 'object' || body === null) return null;
-  const value = (body as Record<string, unknown>)[name];
-  return typeof value === 'string' ? value : null;
+async function within(promise: Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -1,7 +1,7 @@
 /**
  * The shell around CallSession: moves bytes between the Twilio media socket and the upstream
- * Realtime connection. It parses frames, feeds the session with the current time, and executes
- * the actions it returns. It decides nothing about the call itself.
+ * Realtime connection. It parses frames, feeds the session with the current time, executes the
+ * actions it returns, and owns the call's timers. It decides nothing about the call itself.
  */
 import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
@@ -12,10 +12,21 @@ import { RealtimeConnection, rawToString } from '../realtime/connection.js';
 import { parseTwilioMessage } from '../twilio/messages.js';
 import type { CallRecorder, RecorderFactory } from './recorder.js';
 import { CallSession } from './session.js';
-import type { SessionAction, SessionInput } from './session.js';
+import type { EndReason, MetricEvent, SessionAction, SessionDeps, SessionInput } from './session.js';
 
 /** frames kept before `start` for the capture; Twilio sends one (`connected`) */
 const MAX_PRE_START_FRAMES = 16;
+/** Twilio sends `start` right after connecting; a socket that stays silent is not Twilio. */
+export const DEFAULT_START_TIMEOUT_MS = 10_000;
+
+/** What the service counts about calls (metrics); the bridge reports, the observer records. */
+export interface CallObserver {
+  callStarted(): void;
+  /** `started`: false for a stream refused before its call began (bad token, no start, violation) */
+  callEnded(reason: EndReason | 'error', started: boolean): void;
+  /** `handlingMs`: from the input's arrival to now, when the action's effects were sent */
+  metric(event: MetricEvent, handlingMs: number): void;
+}
 
 export interface BridgeOptions {
   agent: AgentConfig;
@@ -26,11 +37,17 @@ export interface BridgeOptions {
   now?: () => number;
   /** capture this call's traffic (RECORD_CALLS, in-process replay) */
   recorderFactory?: RecorderFactory;
+  authorizeStart?: SessionDeps['authorizeStart'];
+  /** ends the phone call through Twilio's REST API; absent without Twilio credentials */
+  hangUpCall?: (callSid: string) => Promise<unknown>;
+  maxCallDurationMs?: number;
+  startTimeoutMs?: number;
+  observer?: CallObserver;
 }
 
 export class CallBridge {
   readonly session: CallSession;
-  /** resolves once both sockets of the call are closed */
+  /** resolves once both sockets of the call are closed and no timer is left */
   readonly closed: Promise<void>;
   private upstream: RealtimeConnection | null = null;
   private log: Logger;
@@ -38,56 +55,72 @@ export class CallBridge {
   private twilioClosed = false;
   /** the session threw: it is not fed again, the call is being torn down */
   private failed = false;
-  private upstreamClosed = true;
+  private ending = false;
+  private endReason: EndReason | null = null;
   private resolveClosed: () => void = () => undefined;
   private readonly openedAtMs: number;
+  private started = false;
   private recorder: CallRecorder | null = null;
   /** inbound frames before `start`, kept until the recorder can be named after the call */
   private preStartFrames: Array<{ msg: unknown; atMs: number }> | null = null;
+  private startTimer: NodeJS.Timeout | null = null;
+  private deadlineTimer: NodeJS.Timeout | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly socket: WebSocket,
     private readonly options: BridgeOptions,
   ) {
-    this.session = new CallSession(options.agent);
+    this.session = new CallSession(options.agent, options.authorizeStart === undefined ? {} : { authorizeStart: options.authorizeStart });
     this.now = options.now ?? (() => performance.now());
     this.openedAtMs = this.now();
-    if (options.recorderFactory !== undefined) this.preStartFrames = [];
     this.log = callLogger(options.logger, { callSid: null, streamSid: null, connectionId: options.connectionId });
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
+    if (options.recorderFactory !== undefined) this.preStartFrames = [];
+    this.startTimer = setTimeout(() => {
+      this.startTimer = null;
+      this.feed({ kind: 'twilio-invalid', reason: 'no-start', detail: `no start within ${this.startTimeoutMs} ms`, fatal: true });
+    }, this.startTimeoutMs);
 
     socket.on('message', (data, isBinary) => this.onTwilioFrame(data, isBinary));
     socket.on('error', (err) => this.log.warn({ err: err.message }, 'twilio socket error'));
     socket.on('close', (code) => {
       this.twilioClosed = true;
       this.feed({ kind: 'twilio-closed', code });
-      this.maybeResolveClosed();
+      // A socket that closed after a session failure must still release the call.
+      this.closeAll(1000);
     });
   }
 
-  /** End the call from outside (shutdown): behaves like a hang-up. */
-  hangUp(): void {
-    this.feed({ kind: 'twilio-closed', code: 1001 });
+  private get startTimeoutMs(): number {
+    return this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  }
+
+  /** End the call from outside (drain timeout, shutdown). */
+  shutdown(): void {
+    this.feed({ kind: 'shutdown' });
   }
 
   /** Cut both sockets without a closing handshake: for a peer that does not answer ours. */
   terminate(): void {
+    this.clearTimers();
     this.upstream?.close(1001);
     this.socket.terminate();
   }
 
   private onTwilioFrame(data: WebSocket.RawData, isBinary: boolean): void {
     if (isBinary) {
-      this.log.warn({ reason: 'binary-frame' }, 'ignored binary frame from twilio');
+      // Twilio only ever sends text frames.
+      this.feed({ kind: 'twilio-invalid', reason: 'binary-frame', detail: 'binary frame on the media stream', fatal: true });
       return;
     }
     const text = rawToString(data);
     if (this.preStartFrames !== null || this.recorder !== null) this.recordTwilioIn(text);
     const parsed = parseTwilioMessage(text);
     if (!parsed.ok) {
-      this.log.warn({ reason: parsed.error.reason, detail: parsed.error.detail }, 'ignored malformed twilio frame');
+      this.feed({ kind: 'twilio-invalid', reason: parsed.error.reason, detail: parsed.error.detail, fatal: false });
       return;
     }
     this.feed({ kind: 'twilio', message: parsed.message });
@@ -96,8 +129,9 @@ export class CallBridge {
   private feed(input: SessionInput): void {
     if (this.failed) return;
     let actions: SessionAction[];
+    const arrivedAtMs = this.now();
     try {
-      actions = this.session.handle(input, this.now());
+      actions = this.session.handle(input, arrivedAtMs);
     } catch (err) {
       // A bug in the session must end this call, never the process or another call.
       this.log.error({ err: (err as Error).stack ?? String(err), input: input.kind }, 'call session failed; ending call');
@@ -105,10 +139,10 @@ export class CallBridge {
       this.closeAll(1011);
       return;
     }
-    for (const action of actions) this.execute(action);
+    for (const action of actions) this.execute(action, arrivedAtMs);
   }
 
-  private execute(action: SessionAction): void {
+  private execute(action: SessionAction, arrivedAtMs: number): void {
     switch (action.kind) {
       case 'send-twilio':
         if (this.socket.readyState === WebSocket.OPEN) {
@@ -123,20 +157,31 @@ export class CallBridge {
         }
         this.recorder?.realtime('out', action.event, this.now());
         return;
+      case 'call-started':
+        this.onCallStarted(action.callSid, action.streamSid);
+        return;
       case 'connect-upstream':
-        this.log = callLogger(this.options.logger, {
-          callSid: action.callSid,
-          streamSid: action.streamSid,
-          connectionId: this.options.connectionId,
-        });
-        this.openRecorder(action.callSid, action.streamSid);
-        this.connectUpstream();
+        this.scheduleUpstream(action.attempt, action.delayMs);
         return;
       case 'end-call':
-        this.closeAll(1000);
+        this.endReason = action.reason;
+        this.closeAll(action.closeCode);
         return;
+      case 'hangup-call': {
+        const hangUp = this.options.hangUpCall;
+        if (hangUp === undefined) return;
+        hangUp(action.callSid).then(
+          (result) => this.log.info({ result }, 'call hung up through the REST API'),
+          (err: unknown) => this.log.warn({ err: (err as Error).message }, 'REST hang-up failed'),
+        );
+        return;
+      }
       case 'log':
         this.log[action.level](action.fields, action.msg);
+        return;
+      case 'metric':
+        // Actions run in order, so an interruption's clear has been written by now.
+        this.options.observer?.metric(action.event, this.now() - arrivedAtMs);
         return;
       default: {
         const never: never = action;
@@ -145,21 +190,59 @@ export class CallBridge {
     }
   }
 
-  private connectUpstream(): void {
-    this.upstreamClosed = false;
-    this.upstream = new RealtimeConnection(this.options.realtimeUrl, this.options.apiKey, {
-      onOpen: () => this.feed({ kind: 'upstream-open' }),
+  private onCallStarted(callSid: string, streamSid: string): void {
+    this.log = callLogger(this.options.logger, { callSid, streamSid, connectionId: this.options.connectionId });
+    if (this.startTimer !== null) clearTimeout(this.startTimer);
+    this.startTimer = null;
+    this.openRecorder(callSid, streamSid);
+    this.started = true;
+    this.options.observer?.callStarted();
+    const maxMs = this.options.maxCallDurationMs;
+    if (maxMs !== undefined && Number.isFinite(maxMs)) {
+      this.deadlineTimer = setTimeout(() => {
+        this.deadlineTimer = null;
+        this.feed({ kind: 'deadline' });
+      }, maxMs);
+    }
+  }
+
+  private scheduleUpstream(attempt: number, delayMs: number): void {
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    if (delayMs <= 0) {
+      this.connectUpstream(attempt);
+      return;
+    }
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.connectUpstream(attempt);
+    }, delayMs);
+  }
+
+  private connectUpstream(attempt: number): void {
+    if (this.ending) return;
+    this.upstream?.close();
+    this.log.debug({ attempt }, 'connecting upstream');
+    const connection = new RealtimeConnection(this.options.realtimeUrl, this.options.apiKey, {
+      onOpen: () => {
+        if (connection !== this.upstream) return;
+        this.feed({ kind: 'upstream-open' });
+      },
       onEvent: (event) => {
+        if (connection !== this.upstream) return;
         this.recorder?.realtime('in', event, this.now());
         this.feed({ kind: 'realtime', event });
       },
       onInvalidFrame: (reason) => this.log.warn({ reason }, 'ignored malformed realtime frame'),
       onClose: (code, reason) => {
-        this.upstreamClosed = true;
+        // A superseded connection's close is old news.
+        if (connection !== this.upstream) return;
+        this.upstream = null;
         this.feed({ kind: 'upstream-closed', code, reason });
         this.maybeResolveClosed();
       },
     });
+    this.upstream = connection;
   }
 
   private openRecorder(callSid: string, streamSid: string): void {
@@ -188,19 +271,30 @@ export class CallBridge {
     else if (this.preStartFrames.length < MAX_PRE_START_FRAMES) this.preStartFrames.push({ msg, atMs });
   }
 
+  private clearTimers(): void {
+    for (const t of [this.startTimer, this.deadlineTimer, this.reconnectTimer]) if (t !== null) clearTimeout(t);
+    this.startTimer = null;
+    this.deadlineTimer = null;
+    this.reconnectTimer = null;
+  }
+
   private closeAll(code: number): void {
-    this.upstream?.close(code === 1011 ? 1011 : 1000);
-    if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) {
-      this.socket.close(code === 1011 ? 1011 : 1000);
-    }
+    const first = !this.ending;
+    this.ending = true;
+    this.clearTimers();
+    const upstream = this.upstream;
+    if (upstream !== null) upstream.close(code === 1011 ? 1011 : 1000);
+    if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) this.socket.close(code);
+    if (first) this.options.observer?.callEnded(this.endReason ?? (this.failed ? 'error' : 'twilio-closed'), this.started);
     this.maybeResolveClosed();
   }
 
   private maybeResolveClosed(): void {
-    if (this.twilioClosed && this.upstreamClosed) {
-      this.recorder?.end();
-      this.recorder = null;
-      this.resolveClosed();
-    }
+    if (!this.twilioClosed || !this.ending) return;
+    // The upstream's close event is still to come (closing, or a handshake being torn down).
+    if (this.upstream !== null) return;
+    this.recorder?.end();
+    this.recorder = null;
+    this.resolveClosed();
   }
 }

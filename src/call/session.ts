@@ -12,6 +12,7 @@ import { InboundTranscoder, OutboundTranscoder } from '../audio/transcoder.js';
 import { FRAME_BYTES, MULAW_BYTES_PER_MS } from '../audio/framer.js';
 import type {
   OtherServerEvent,
+  MessageItem,
   RealtimeClientEvent,
   RealtimeServerEvent,
   RealtimeSessionConfig,
@@ -19,29 +20,86 @@ import type {
   OutputAudioDeltaEvent,
 } from '../realtime/events.js';
 import { clearMessage, markMessage, mediaMessage } from '../twilio/messages.js';
-import type { TwilioInbound, TwilioOutbound } from '../twilio/messages.js';
+import type { TwilioInbound, TwilioOutbound, TwilioStart } from '../twilio/messages.js';
 import { PlayoutTracker } from './playout.js';
 
 export const PCM24K_BYTES_PER_MS = 48;
 const FRAME_MS_EXACT = FRAME_BYTES / MULAW_BYTES_PER_MS;
 
+/**
+ * Backoff before each upstream (re)connection attempt. The first is immediate, so a call whose
+ * upstream dropped resumes well within a second; the whole list bounds how long a caller waits.
+ */
+export const UPSTREAM_RETRY_DELAYS_MS: readonly number[] = [0, 250, 500, 1000, 2000, 4000];
+/** Transcript entries re-seeded into a new upstream session: the recent conversation is enough. */
+export const MAX_RESEED_ENTRIES = 40;
+/** Twilio sends 20 ms (160 B) per message; a full second in one message is already suspicious. */
+export const MAX_MEDIA_PAYLOAD_BYTES = 8000;
+/** Malformed frames of one kind logged at warn before further ones drop to debug. */
+const WARN_LOGS_PER_REASON = 5;
+
 export type SessionInput =
   | { kind: 'twilio'; message: TwilioInbound }
+  /** a frame that failed validation in the shell; `fatal` for protocol violations (binary frames) */
+  | { kind: 'twilio-invalid'; reason: string; detail: string; fatal: boolean }
   | { kind: 'realtime'; event: RealtimeServerEvent | OtherServerEvent }
   | { kind: 'upstream-open' }
   | { kind: 'upstream-closed'; code: number; reason: string }
-  | { kind: 'twilio-closed'; code: number };
+  | { kind: 'twilio-closed'; code: number }
+  /** the call reached its maximum duration */
+  | { kind: 'deadline' }
+  /** the service is stopping and the drain time is over */
+  | { kind: 'shutdown' };
 
-export type EndReason = 'twilio-stop' | 'twilio-closed' | 'upstream-closed';
+export type EndReason =
+  | 'twilio-stop'
+  | 'twilio-closed'
+  | 'upstream-failed'
+  | 'protocol-violation'
+  | 'unauthorized'
+  | 'max-duration'
+  | 'shutdown';
+
+/** WebSocket close code for the stream socket: policy violations are told apart from normal ends. */
+export const CLOSE_CODE_BY_REASON: Record<EndReason, number> = {
+  'twilio-stop': 1000,
+  'twilio-closed': 1000,
+  'upstream-failed': 1011,
+  'protocol-violation': 1008,
+  unauthorized: 1008,
+  'max-duration': 1000,
+  shutdown: 1001,
+};
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export type SessionAction =
   | { kind: 'send-twilio'; message: TwilioOutbound }
   | { kind: 'send-realtime'; event: RealtimeClientEvent }
-  | { kind: 'connect-upstream'; callSid: string; streamSid: string; customParameters: Record<string, string> }
-  | { kind: 'end-call'; reason: EndReason }
-  | { kind: 'log'; level: LogLevel; msg: string; fields: Record<string, unknown> };
+  /** the stream is authorised: the call has its ids */
+  | { kind: 'call-started'; callSid: string; streamSid: string; customParameters: Record<string, string> }
+  /** open a new upstream connection after `delayMs` (closing any previous one) */
+  | { kind: 'connect-upstream'; attempt: number; delayMs: number }
+  | { kind: 'end-call'; reason: EndReason; closeCode: number }
+  /** end the phone call itself through Twilio's REST API (when credentials exist) */
+  | { kind: 'hangup-call'; callSid: string }
+  | { kind: 'log'; level: LogLevel; msg: string; fields: Record<string, unknown> }
+  | { kind: 'metric'; event: MetricEvent };
+
+/** Facts for metrics; the shell adds wall-clock measures (e.g. reaction time) and records them. */
+export type MetricEvent =
+  | { name: 'interruption'; heardMs: number; cancelSent: boolean }
+  /** caller's turn ended → first agent audio frame sent to Twilio */
+  | { name: 'first-audio'; latencyMs: number }
+  | { name: 'upstream-error'; code: string | null }
+  | { name: 'reconnect'; outcome: 'ok' | 'failed' };
+
+export type StartAuthorization = { ok: true } | { ok: false; reason: string };
+
+export interface SessionDeps {
+  /** Decides whether a `start` may open an upstream session (the per-call token). */
+  authorizeStart?: (start: TwilioStart['start'], nowMs: number) => StartAuthorization;
+}
 
 /** What the session knows of the response lifecycle on the server. */
 type ResponseState =
@@ -85,7 +143,16 @@ export class CallSession {
   private streamSid: string | null = null;
   private callSid: string | null = null;
   private ended = false;
-  private upstream: 'idle' | 'connecting' | 'open' | 'closed' = 'idle';
+  private upstream: 'idle' | 'connecting' | 'open' = 'idle';
+  private upstreamAttempt = 0;
+  /** the conversation must be re-seeded into the next upstream session */
+  private reseedPending = false;
+  private reconnects = 0;
+  /** set while the upstream is being re-established after a loss */
+  private recovering = false;
+  /** when the caller's last turn ended, until the answer's first audio goes out */
+  private turnEndedAtMs: number | null = null;
+  private readonly malformedCounts = new Map<string, number>();
   private readonly pendingAppends: string[] = [];
   private pendingAppendMs = 0;
   private droppedInboundMs = 0;
@@ -114,7 +181,10 @@ export class CallSession {
   readonly interruptions: InterruptionRecord[] = [];
   readonly transcript: TranscriptEntry[] = [];
 
-  constructor(private readonly config: AgentConfig) {}
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly deps: SessionDeps = {},
+  ) {}
 
   get isEnded(): boolean {
     return this.ended;
@@ -134,15 +204,24 @@ export class CallSession {
       case 'realtime':
         this.onRealtime(input.event, nowMs, out);
         break;
+      case 'twilio-invalid':
+        if (input.fatal) this.violation(input.reason, input.detail, out);
+        else this.malformed(input.reason, input.detail, out);
+        break;
       case 'upstream-open':
         this.onUpstreamOpen(out);
         break;
       case 'upstream-closed':
-        this.upstream = 'closed';
-        this.end('upstream-closed', out, { closeCode: input.code, closeReason: input.reason });
+        this.onUpstreamClosed(input.code, input.reason, nowMs, out);
         break;
       case 'twilio-closed':
         this.end('twilio-closed', out, { closeCode: input.code });
+        break;
+      case 'deadline':
+        this.end('max-duration', out, {});
+        break;
+      case 'shutdown':
+        this.end('shutdown', out, {});
         break;
       default:
         assertNever(input);
@@ -158,36 +237,51 @@ export class CallSession {
         return;
       case 'start': {
         if (this.streamSid !== null) {
-          log(out, 'warn', 'second start ignored', { streamSid: msg.start.streamSid });
+          this.violation('second-start', `a second start (streamSid ${msg.start.streamSid.slice(0, 40)})`, out);
+          return;
+        }
+        const auth = this.deps.authorizeStart?.(msg.start, nowMs) ?? { ok: true };
+        if (!auth.ok) {
+          // Nothing goes upstream: an unauthorised stream must not spend the API key.
+          log(out, 'warn', 'stream rejected: start not authorised', { reason: auth.reason, callSid: msg.start.callSid });
+          this.end('unauthorized', out, { authReason: auth.reason });
           return;
         }
         this.streamSid = msg.start.streamSid;
         this.callSid = msg.start.callSid;
-        this.upstream = 'connecting';
-        // connect-upstream first: it carries the ids the bridge puts on every later log line.
+        // call-started first: it carries the ids the bridge puts on every later log line.
         out.push({
-          kind: 'connect-upstream',
+          kind: 'call-started',
           callSid: msg.start.callSid,
           streamSid: msg.start.streamSid,
           customParameters: msg.start.customParameters,
         });
         log(out, 'info', 'call started', { customParameters: Object.keys(msg.start.customParameters) });
+        this.connectUpstream(out);
         return;
       }
       case 'media': {
         if (this.streamSid === null) {
-          log(out, 'warn', 'media before start ignored', {});
+          this.malformed('media-before-start', 'media before start', out);
           return;
         }
         if (msg.streamSid !== this.streamSid) {
-          log(out, 'warn', 'media for another stream ignored', { got: msg.streamSid });
+          this.violation('wrong-stream-sid', `media for stream ${msg.streamSid.slice(0, 40)}`, out);
           return;
         }
         if (msg.media.track !== 'inbound' && msg.media.track !== 'inbound_track') return;
+        if (base64ByteLength(msg.media.payload) > MAX_MEDIA_PAYLOAD_BYTES) {
+          this.malformed('oversized-payload', `media payload over ${MAX_MEDIA_PAYLOAD_BYTES} bytes`, out);
+          return;
+        }
         this.forwardCallerAudio(msg.media.payload, out);
         return;
       }
       case 'mark': {
+        if (this.streamSid === null || msg.streamSid !== this.streamSid) {
+          this.violation('wrong-stream-sid', `mark for stream ${msg.streamSid.slice(0, 40)}`, out);
+          return;
+        }
         const result = this.playout.onMarkEcho(msg.mark.name, nowMs);
         if (result.kind === 'unknown') log(out, 'debug', 'unknown mark echoed', { name: msg.mark.name });
         return;
@@ -196,6 +290,10 @@ export class CallSession {
         log(out, 'info', 'dtmf', { digit: msg.dtmf.digit });
         return;
       case 'stop':
+        if (this.streamSid !== null && msg.streamSid !== this.streamSid) {
+          this.violation('wrong-stream-sid', `stop for stream ${msg.streamSid.slice(0, 40)}`, out);
+          return;
+        }
         this.end('twilio-stop', out, {});
         return;
       default:
@@ -229,7 +327,11 @@ export class CallSession {
 
   private onUpstreamOpen(out: SessionAction[]): void {
     this.upstream = 'open';
+    this.upstreamAttempt = 0;
+    if (this.recovering) out.push({ kind: 'metric', event: { name: 'reconnect', outcome: 'ok' } });
+    this.recovering = false;
     out.push({ kind: 'send-realtime', event: { type: 'session.update', session: this.sessionConfig() } });
+    if (this.reseedPending) this.reseed(out);
     for (const audio of this.pendingAppends) out.push({ kind: 'send-realtime', event: { type: 'input_audio_buffer.append', audio } });
     log(out, 'info', 'upstream open', {
       bufferedMs: Math.round(this.pendingAppendMs),
@@ -237,6 +339,86 @@ export class CallSession {
     });
     this.pendingAppends.length = 0;
     this.pendingAppendMs = 0;
+  }
+
+  private connectUpstream(out: SessionAction[]): void {
+    const delayMs = UPSTREAM_RETRY_DELAYS_MS[this.upstreamAttempt];
+    if (delayMs === undefined) {
+      log(out, 'error', 'upstream unreachable: giving up', { attempts: this.upstreamAttempt });
+      if (this.recovering) out.push({ kind: 'metric', event: { name: 'reconnect', outcome: 'failed' } });
+      if (this.callSid !== null) out.push({ kind: 'hangup-call', callSid: this.callSid });
+      this.end('upstream-failed', out, { attempts: this.upstreamAttempt });
+      return;
+    }
+    this.upstreamAttempt += 1;
+    this.upstream = 'connecting';
+    out.push({ kind: 'connect-upstream', attempt: this.upstreamAttempt, delayMs });
+  }
+
+  private onUpstreamClosed(code: number, reason: string, nowMs: number, out: SessionAction[]): void {
+    if (this.upstream === 'idle') return;
+    const wasOpen = this.upstream === 'open';
+    if (wasOpen) {
+      this.reconnects += 1;
+      this.recovering = true;
+      this.forgetUpstreamState(nowMs, out);
+      log(out, 'warn', 'upstream lost: reconnecting', { closeCode: code, closeReason: reason, reconnects: this.reconnects });
+    } else {
+      log(out, 'warn', 'upstream connection failed', { closeCode: code, closeReason: reason, attempt: this.upstreamAttempt });
+    }
+    this.connectUpstream(out);
+  }
+
+  /**
+   * The upstream session is gone with everything it knew. Audio already with Twilio plays on (it
+   * is a coherent prefix of the answer); its items belong to the dead session, so nothing may ever
+   * reference them upstream again. The conversation survives as text, re-seeded on reconnect.
+   */
+  private forgetUpstreamState(nowMs: number, out: SessionAction[]): void {
+    if (this.streamingItem !== null) this.finishStreamingItem(nowMs, out);
+    const heard = new Map(this.playout.heardItems(nowMs).map((h) => [h.itemId, h]));
+    for (const item of this.outputItems.values()) {
+      if (item.settled === null) {
+        // What was sent will be heard unless the caller cuts in: the best estimate there is.
+        item.settled = { audioEndMs: Math.floor(heard.get(item.itemId)?.sentMs ?? 0) };
+        item.deleteWhenDone = false;
+        this.recordHeardTranscript(item);
+      }
+    }
+    this.response = { phase: 'none' };
+    this.pendingCreateEventId = null;
+    this.createAfterDone = false;
+    this.callerSpeaking = false;
+    this.interruptedResponses.clear();
+    this.freshResponses.clear();
+    this.reseedPending = true;
+  }
+
+  /** Give a new upstream session the conversation so far, as text, both sides. */
+  private reseed(out: SessionAction[]): void {
+    this.reseedPending = false;
+    const entries = this.transcript.slice(-MAX_RESEED_ENTRIES);
+    for (const entry of entries) {
+      const item: MessageItem =
+        entry.role === 'user'
+          ? { type: 'message', role: 'user', content: [{ type: 'input_text', text: entry.text }] }
+          : { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: entry.text }] };
+      out.push({ kind: 'send-realtime', event: { type: 'conversation.item.create', item } });
+    }
+    log(out, 'info', 'conversation re-seeded', { entries: entries.length });
+  }
+
+  /** A frame to ignore: logged with its reason, loudly only for the first few of each kind. */
+  private malformed(reason: string, detail: string, out: SessionAction[]): void {
+    const count = (this.malformedCounts.get(reason) ?? 0) + 1;
+    this.malformedCounts.set(reason, count);
+    log(out, count <= WARN_LOGS_PER_REASON ? 'warn' : 'debug', 'ignored invalid twilio frame', { reason, detail, count });
+  }
+
+  /** Something Twilio never does: the peer is not (a working) Twilio, so the stream is closed. */
+  private violation(reason: string, detail: string, out: SessionAction[]): void {
+    log(out, 'warn', 'protocol violation: closing stream', { reason, detail });
+    this.end('protocol-violation', out, { violation: reason });
   }
 
   sessionConfig(): RealtimeSessionConfig {
@@ -273,7 +455,7 @@ export class CallSession {
         this.onSpeechStarted(nowMs, out, ev.audio_start_ms);
         return;
       case 'input_audio_buffer.speech_stopped':
-        this.onSpeechStopped(out, ev.audio_end_ms);
+        this.onSpeechStopped(nowMs, out, ev.audio_end_ms);
         return;
       case 'response.created':
         this.onResponseCreated(ev.response.id, nowMs, out);
@@ -321,6 +503,7 @@ export class CallSession {
         return;
       case 'error': {
         const { code, message } = ev.error;
+        out.push({ kind: 'metric', event: { name: 'upstream-error', code } });
         if (code === 'response_cancel_not_active') {
           // A cancel raced the response's own end: expected noise, never a reason to act.
           log(out, 'info', 'realtime error (benign)', { code, message });
@@ -350,10 +533,15 @@ export class CallSession {
       case 'conversation.item.done':
       case 'conversation.item.created':
       case 'conversation.item.deleted':
+      case 'response.output_audio_transcript.delta': {
+        // Kept as it grows: if the upstream dies mid-answer, the words so far are all there is.
+        const item = this.outputItems.get(ev.item_id);
+        if (item !== undefined && item.settled === null) item.transcript += ev.delta;
+        return;
+      }
       case 'response.output_item.done':
       case 'response.content_part.added':
       case 'response.content_part.done':
-      case 'response.output_audio_transcript.delta':
       case 'rate_limits.updated':
       case 'other':
         return;
@@ -362,8 +550,9 @@ export class CallSession {
     }
   }
 
-  private onSpeechStopped(out: SessionAction[], audioEndMs: number): void {
+  private onSpeechStopped(nowMs: number, out: SessionAction[], audioEndMs: number): void {
     this.callerSpeaking = false;
+    this.turnEndedAtMs = nowMs;
     this.turns += 1;
     if (this.response.phase === 'none') {
       this.requestResponse(out);
@@ -483,6 +672,10 @@ export class CallSession {
 
   private sendFrame(streamSid: string, item: OutputItem, payload: string, nowMs: number, out: SessionAction[]): void {
     out.push({ kind: 'send-twilio', message: mediaMessage(streamSid, payload) });
+    if (this.turnEndedAtMs !== null) {
+      out.push({ kind: 'metric', event: { name: 'first-audio', latencyMs: nowMs - this.turnEndedAtMs } });
+      this.turnEndedAtMs = null;
+    }
     const ms = base64ByteLength(payload) / MULAW_BYTES_PER_MS;
     this.playout.recordSent(item, ms, nowMs);
     if (this.playout.unmarkedMs() >= this.config.markIntervalMs - FRAME_MS_EXACT / 2) this.sendMark(streamSid, out);
@@ -507,6 +700,7 @@ export class CallSession {
 
   private onSpeechStarted(nowMs: number, out: SessionAction[], audioStartMs: number): void {
     this.callerSpeaking = true;
+    this.turnEndedAtMs = null;
     // The caller is talking again: a reply queued for the end of their turn must wait for it.
     this.createAfterDone = false;
     const audible = this.playout.isAudible();
@@ -589,6 +783,7 @@ export class CallSession {
     this.suppressUntilMs = nowMs + this.config.suppressDeltasMs;
     this.freshResponses.clear();
     this.interruptions.push(record);
+    out.push({ kind: 'metric', event: { name: 'interruption', heardMs: record.heardMs, cancelSent: record.cancelSent } });
     log(out, 'info', 'interruption', {
       responseId: record.responseId,
       cancelSent: record.cancelSent,
@@ -640,8 +835,14 @@ export class CallSession {
   private end(reason: EndReason, out: SessionAction[], fields: Record<string, unknown>): void {
     if (this.ended) return;
     this.ended = true;
-    log(out, 'info', 'call ended', { ...fields, reason, turns: this.turns, interruptions: this.interruptions.length });
-    out.push({ kind: 'end-call', reason });
+    log(out, 'info', 'call ended', {
+      ...fields,
+      reason,
+      turns: this.turns,
+      interruptions: this.interruptions.length,
+      reconnects: this.reconnects,
+    });
+    out.push({ kind: 'end-call', reason, closeCode: CLOSE_CODE_BY_REASON[reason] });
   }
 }
 

@@ -23,3 +23,11 @@ export function streamUrlFrom(publicBase: string): string {
   url.hash = '';
   return url.toString();
 }
+
+/** Every line is taken (or the service is draining): say so and end the call. */
+export function busyTwiml(): string {
+  const response = new VoiceResponse();
+  response.say('All our lines are busy right now. Please call again in a few minutes.');
+  response.hangup();
+  return response.toString();
+}

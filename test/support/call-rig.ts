@@ -37,6 +37,7 @@ export async function startRig(options: {
   agent?: Partial<AgentConfig>;
   env?: NodeJS.ProcessEnv;
   recorderFactory?: RecorderFactory;
+  wallClock?: () => number;
 } = {}): Promise<Rig> {
   const fake = await startLocalRealtimeServer({ ...options.upstream, record: true });
   const base = loadConfig({ OPENAI_REALTIME_URL: fake.url, REALTIME_BACKEND: 'openai', ...options.env });
@@ -54,6 +55,7 @@ export async function startRig(options: {
     logger,
     realtimeUrl: fake.url,
     ...(options.recorderFactory === undefined ? {} : { recorderFactory: options.recorderFactory }),
+    ...(options.wallClock === undefined ? {} : { wallClock: options.wallClock }),
   });
   await server.app.listen({ port: 0, host: '127.0.0.1' });
   const address = server.app.server.address();

@@ -6,7 +6,7 @@
 import { parseAgentConfig, DEFAULT_CONFIG_PATH } from '../../src/config.js';
 import type { AgentConfig } from '../../src/config.js';
 import { CallSession } from '../../src/call/session.js';
-import type { SessionAction, SessionInput } from '../../src/call/session.js';
+import type { SessionAction, SessionDeps, SessionInput } from '../../src/call/session.js';
 import type { RealtimeClientEvent, RealtimeServerEvent } from '../../src/realtime/events.js';
 import type { TwilioOutbound } from '../../src/twilio/messages.js';
 import { readFileSync } from 'node:fs';
@@ -52,8 +52,8 @@ export class SessionHarness {
   /** set to false to model a Twilio that never acknowledges (e.g. network stall) */
   twilioEchoesMarks = true;
 
-  constructor(config: AgentConfig = defaultAgentConfig()) {
-    this.session = new CallSession(config);
+  constructor(config: AgentConfig = defaultAgentConfig(), deps: SessionDeps = {}) {
+    this.session = new CallSession(config, deps);
   }
 
   feed(input: SessionInput): SessionAction[] {

@@ -603,29 +603,140 @@ describe('errors and hang-up', () => {
     h.startCall();
     const out = h.realtime({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_value', message: 'Audio content of 2450ms is already shorter than 2535ms' } });
     expect(out).toEqual([
+      { kind: 'metric', event: { name: 'upstream-error', code: 'invalid_value' } },
       { kind: 'log', level: 'warn', msg: 'realtime error', fields: { code: 'invalid_value', message: 'Audio content of 2450ms is already shorter than 2535ms', type: 'invalid_request_error' } },
     ]);
     expect(h.session.isEnded).toBe(false);
   });
 
-  it('ends the call on Twilio stop, and on an upstream close', () => {
+  it('ends the call on Twilio stop, and ignores everything after', () => {
     const a = new SessionHarness();
     a.startCall();
     const out = a.feed({ kind: 'twilio', message: { event: 'stop', sequenceNumber: '5', streamSid: STREAM_SID, stop: { accountSid: 'AC1', callSid: 'CA1' } } });
-    expect(out.filter((x) => x.kind === 'end-call')).toEqual([{ kind: 'end-call', reason: 'twilio-stop' }]);
+    expect(out.filter((x) => x.kind === 'end-call')).toEqual([{ kind: 'end-call', reason: 'twilio-stop', closeCode: 1000 }]);
     expect(a.feed({ kind: 'upstream-closed', code: 1000, reason: '' })).toEqual([]);
-
-    const b = new SessionHarness();
-    b.startCall();
-    const out2 = b.feed({ kind: 'upstream-closed', code: 1006, reason: 'gone' });
-    expect(out2.filter((x) => x.kind === 'end-call')).toEqual([{ kind: 'end-call', reason: 'upstream-closed' }]);
   });
 
   it('ends the call when the Twilio socket closes without a stop', () => {
     const h = new SessionHarness();
     h.startCall();
     const out = h.feed({ kind: 'twilio-closed', code: 1006 });
-    expect(out.filter((x) => x.kind === 'end-call')).toEqual([{ kind: 'end-call', reason: 'twilio-closed' }]);
+    expect(out.filter((x) => x.kind === 'end-call')).toEqual([{ kind: 'end-call', reason: 'twilio-closed', closeCode: 1000 }]);
+  });
+
+  it('ends the call at its maximum duration', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    expect(h.feed({ kind: 'deadline' }).filter((x) => x.kind === 'end-call')).toEqual([{ kind: 'end-call', reason: 'max-duration', closeCode: 1000 }]);
+  });
+});
+
+function kinds(actions: ReturnType<SessionHarness['feed']>): string[] {
+  return actions.filter((a) => a.kind !== 'log').map((a) => (a.kind === 'send-realtime' ? a.event.type : a.kind === 'send-twilio' ? a.message.event : a.kind));
+}
+
+describe('upstream faults', () => {
+  it('reconnects at once when the upstream drops, re-sends the session and re-seeds the conversation', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.realtime({ type: 'conversation.item.input_audio_transcription.completed', item_id: 'item_u1', content_index: 0, transcript: 'book a table' });
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.delta('resp_1', 'item_a', 2000);
+    h.realtime({ type: 'response.output_audio_transcript.done', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 0, transcript: 'one two three four' });
+    h.advance(500);
+    const lost = h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
+    expect(lost.filter((a) => a.kind === 'connect-upstream')).toEqual([{ kind: 'connect-upstream', attempt: 1, delayMs: 0 }]);
+    expect(lost.some((a) => a.kind === 'end-call')).toBe(false);
+    h.callerMedia(SILENCE_20MS_MULAW); // buffered while reconnecting
+    const before = h.mark();
+    h.feed({ kind: 'upstream-open' });
+    const sent = h.toRealtime(before);
+    expect(sent.map((e) => e.type)).toEqual(['session.update', 'conversation.item.create', 'conversation.item.create']);
+    expect(sent[1]).toEqual({ type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'book a table' }] } });
+    expect(sent[2]).toEqual({ type: 'conversation.item.create', item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'one two three four' }] } });
+    const appends = h.actions.slice(before).filter(({ action }) => action.kind === 'send-realtime' && action.event.type === 'input_audio_buffer.append');
+    expect(appends).toHaveLength(1);
+    // the next turn is answered, and a barge-in on the old audio clears it without naming dead items
+    const beforeTurn = h.mark();
+    h.speechStarted();
+    expect(h.toRealtime(beforeTurn)).toEqual([]);
+    expect(types(h.toTwilio(beforeTurn))).toEqual(['clear']);
+    h.speechStopped();
+    expect(types(h.toRealtime(beforeTurn))).toEqual(['response.create']);
+  });
+
+  it('retries a failing connection with backoff, then gives up: REST hang-up and a clean end', () => {
+    const h = new SessionHarness();
+    h.feed({ kind: 'twilio', message: { event: 'start', sequenceNumber: '1', streamSid: STREAM_SID, start: { streamSid: STREAM_SID, accountSid: 'AC1', callSid: 'CA1', tracks: ['inbound'], customParameters: {}, mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } } } });
+    const delays: number[] = [];
+    let last: ReturnType<SessionHarness['feed']> = [];
+    for (let i = 0; i < 10 && !h.session.isEnded; i++) {
+      last = h.feed({ kind: 'upstream-closed', code: 1006, reason: 'refused' });
+      for (const a of last) if (a.kind === 'connect-upstream') delays.push(a.delayMs);
+    }
+    expect(delays).toEqual([250, 500, 1000, 2000, 4000]);
+    expect(kinds(last)).toEqual(['hangup-call', 'end-call']);
+    expect(last.find((a) => a.kind === 'end-call')).toEqual({ kind: 'end-call', reason: 'upstream-failed', closeCode: 1011 });
+  });
+
+  it('starts counting retries afresh after a successful reconnection', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    for (let i = 0; i < 3; i++) {
+      const out = h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
+      expect(out.find((a) => a.kind === 'connect-upstream')).toMatchObject({ delayMs: 0 });
+      h.feed({ kind: 'upstream-open' });
+    }
+    expect(h.session.isEnded).toBe(false);
+  });
+});
+
+describe('hostile input', () => {
+  it('closes the stream with 1008 on a second start, a wrong streamSid or a binary frame', () => {
+    const second = new SessionHarness();
+    second.startCall();
+    const out = second.feed({ kind: 'twilio', message: { event: 'start', sequenceNumber: '9', streamSid: 'MZx', start: { streamSid: 'MZx', accountSid: 'AC1', callSid: 'CA9', tracks: [], customParameters: {}, mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } } } });
+    expect(out.find((a) => a.kind === 'end-call')).toEqual({ kind: 'end-call', reason: 'protocol-violation', closeCode: 1008 });
+
+    const wrong = new SessionHarness();
+    wrong.startCall();
+    const out2 = wrong.feed({ kind: 'twilio', message: { event: 'media', sequenceNumber: '3', streamSid: 'MZother', media: { track: 'inbound', chunk: '1', timestamp: '0', payload: SILENCE_20MS_MULAW } } });
+    expect(out2.find((a) => a.kind === 'end-call')).toMatchObject({ reason: 'protocol-violation', closeCode: 1008 });
+
+    const binary = new SessionHarness();
+    binary.startCall();
+    const out3 = binary.feed({ kind: 'twilio-invalid', reason: 'binary-frame', detail: 'binary', fatal: true });
+    expect(out3.find((a) => a.kind === 'end-call')).toMatchObject({ reason: 'protocol-violation', closeCode: 1008 });
+  });
+
+  it('ignores malformed frames, warning for the first few of each kind only', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    const levels: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      for (const a of h.feed({ kind: 'twilio-invalid', reason: 'not-json', detail: 'frame is not valid JSON', fatal: false })) if (a.kind === 'log') levels.push(a.level);
+    }
+    expect(levels.filter((l) => l === 'warn')).toHaveLength(5);
+    expect(levels.filter((l) => l === 'debug')).toHaveLength(45);
+    expect(h.session.isEnded).toBe(false);
+  });
+
+  it('ignores oversized media payloads and media before start', () => {
+    const h = new SessionHarness();
+    expect(kinds(h.callerMedia(SILENCE_20MS_MULAW))).toEqual([]);
+    h.startCall();
+    const big = Buffer.alloc(16_000, 0xff).toString('base64');
+    expect(kinds(h.callerMedia(big))).toEqual([]);
+    expect(kinds(h.callerMedia(SILENCE_20MS_MULAW))).toEqual(['input_audio_buffer.append']);
+  });
+
+  it('refuses a start that is not authorised: nothing goes upstream', () => {
+    const h = new SessionHarness(defaultAgentConfig(), { authorizeStart: () => ({ ok: false, reason: 'expired' }) });
+    h.feed({ kind: 'twilio', message: { event: 'start', sequenceNumber: '1', streamSid: STREAM_SID, start: { streamSid: STREAM_SID, accountSid: 'AC1', callSid: 'CA1', tracks: ['inbound'], customParameters: { callToken: 'x' }, mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } } } });
+    expect(kinds(h.actions.map((a) => a.action))).toEqual(['end-call']);
+    expect(h.actions.find((a) => a.action.kind === 'end-call')?.action).toEqual({ kind: 'end-call', reason: 'unauthorized', closeCode: 1008 });
   });
 
   it('is isolated: two sessions share no state', () => {

@@ -1,0 +1,148 @@
+/**
+ * Admission on real sockets: only Twilio-signed webhooks and streams, a per-call token on `start`,
+ * the concurrent-call limit, and draining. A refused stream must never open an upstream session.
+ */
+import twilio from 'twilio';
+import { afterEach, describe, expect, it } from 'vitest';
+import { eventually, sentOfType, startRig } from '../support/call-rig.js';
+import type { Rig } from '../support/call-rig.js';
+import { loadCallerMulaw } from '../support/fixtures.js';
+
+const AUTH_TOKEN = 'test-auth-token-0123456789abcdef';
+const PUBLIC = 'https://cb.example.test';
+const STREAM_URL = 'wss://cb.example.test/media-stream';
+const CALL_SID = 'CA0123456789abcdef0123456789abcdef';
+const SECURE_ENV = { TWILIO_AUTH_TOKEN: AUTH_TOKEN, PUBLIC_URL: PUBLIC };
+const FORM = { CallSid: CALL_SID, AccountSid: 'AC0123456789abcdef0123456789abcdef', From: '+15550001111', To: '+15552223333' };
+
+let rig: Rig | null = null;
+afterEach(async () => {
+  await rig?.close();
+  rig = null;
+});
+
+function sign(url: string, params: Record<string, string>): string {
+  return twilio.getExpectedTwilioSignature(AUTH_TOKEN, url, params);
+}
+
+async function postWebhook(r: Rig, headers: Record<string, string>, form = FORM): Promise<Response> {
+  return fetch(`${r.baseUrl}/incoming-call`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams(form).toString(),
+  });
+}
+
+/** The token the webhook put into the TwiML for a call. */
+async function tokenFor(r: Rig, callSid: string): Promise<string> {
+  const form = { ...FORM, CallSid: callSid };
+  const res = await postWebhook(r, { 'x-twilio-signature': sign(`${PUBLIC}/incoming-call`, form) }, form);
+  const xml = await res.text();
+  const m = /<Parameter name="callToken" value="([^"]+)"\/>/.exec(xml);
+  if (m?.[1] === undefined) throw new Error(`no token in ${xml}`);
+  return m[1];
+}
+
+describe('signed requests only', () => {
+  it('answers a correctly signed webhook with the stream URL from PUBLIC_URL and a call token', async () => {
+    rig = await startRig({ env: SECURE_ENV });
+    const res = await postWebhook(rig, { 'x-twilio-signature': sign(`${PUBLIC}/incoming-call`, FORM) });
+    expect(res.status).toBe(200);
+    const xml = await res.text();
+    expect(xml).toContain(`<Stream url="${STREAM_URL}">`);
+    expect(xml).toMatch(/<Parameter name="callToken" value="[A-Za-z0-9_-]{20,}"\/>/);
+  });
+
+  it.each([
+    ['no signature', {}],
+    ['a signature over other parameters', { 'x-twilio-signature': sign(`${PUBLIC}/incoming-call`, { ...FORM, To: '+19990000000' }) }],
+    ['a signature over the spoofed Host', { host: 'evil.example', 'x-twilio-signature': sign('https://evil.example/incoming-call', FORM) }],
+  ])('refuses a webhook with %s: 403 and no TwiML', async (_name, headers) => {
+    rig = await startRig({ env: SECURE_ENV });
+    const res = await postWebhook(rig, headers);
+    expect(res.status).toBe(403);
+    expect(await res.text()).not.toContain('<Response>');
+  });
+
+  it('refuses an unsigned media stream upgrade with 403 and opens no upstream session', async () => {
+    rig = await startRig({ env: SECURE_ENV });
+    const caller = rig.caller({ audio: loadCallerMulaw('caller-yes') });
+    await expect(caller.start()).rejects.toThrow(/403/);
+    expect(caller.handshakeStatus).toBe(403);
+    expect(rig.fake.connectionsOpened).toBe(0);
+    expect(await rig.server.metrics.render()).toMatch(/callbridge_rejected_connections_total\{reason="bad-signature"\} 1/);
+  });
+
+  it.each([
+    ['no token', () => ({})],
+    ['a token for another call', async (r: Rig) => ({ callToken: await tokenFor(r, 'CAffffffffffffffffffffffffffffffff') })],
+    ['a forged token', () => ({ callToken: 'AQAAAZqY3G8A' + 'A'.repeat(43) })],
+  ])('closes a signed stream whose start carries %s, before anything goes upstream', async (_name, params) => {
+    rig = await startRig({ env: SECURE_ENV });
+    const caller = rig.caller({
+      audio: loadCallerMulaw('caller-yes'),
+      callSid: CALL_SID,
+      headers: { 'x-twilio-signature': sign(STREAM_URL, {}) },
+      customParameters: await params(rig),
+    });
+    await caller.start();
+    await caller.done;
+    expect(caller.closeCode).toBe(1008);
+    expect(rig.fake.connectionsOpened).toBe(0);
+  });
+
+  it('closes a stream whose token has expired', async () => {
+    let now = Date.now();
+    rig = await startRig({ env: SECURE_ENV, wallClock: () => now });
+    const token = await tokenFor(rig, CALL_SID);
+    now += 61_000;
+    const caller = rig.caller({ callSid: CALL_SID, headers: { 'x-twilio-signature': sign(STREAM_URL, {}) }, customParameters: { callToken: token }, audio: loadCallerMulaw('caller-yes') });
+    await caller.start();
+    await caller.done;
+    expect(caller.closeCode).toBe(1008);
+    expect(rig.fake.connectionsOpened).toBe(0);
+    expect(rig.logs.find((l) => l.msg === 'stream rejected: start not authorised')).toMatchObject({ reason: 'call token expired' });
+  });
+
+  it('serves a call whose webhook and stream are both signed and whose token is valid', async () => {
+    rig = await startRig({ env: SECURE_ENV, upstream: { speed: Number.POSITIVE_INFINITY } });
+    const token = await tokenFor(rig, CALL_SID);
+    const caller = rig.caller({ callSid: CALL_SID, headers: { 'x-twilio-signature': sign(STREAM_URL, {}) }, customParameters: { callToken: token }, audio: loadCallerMulaw('caller-yes') });
+    await caller.start();
+    await eventually(() => sentOfType(rig!.fake, 1, 'response.done').length === 1, 'answered');
+    await caller.hangUp();
+  });
+});
+
+describe('limits and draining', () => {
+  it('answers busy TwiML beyond MAX_CALLS', async () => {
+    rig = await startRig({ env: { MAX_CALLS: '1' } });
+    const caller = rig.caller({ audio: loadCallerMulaw('caller-yes') });
+    await caller.start();
+    await eventually(() => rig!.server.calls.size === 1, 'first call live');
+    const res = await postWebhook(rig, {});
+    const xml = await res.text();
+    expect(xml).toContain('<Say>');
+    expect(xml).toContain('<Hangup/>');
+    expect(xml).not.toContain('<Stream');
+    await caller.hangUp();
+  });
+
+  it('while draining: readiness 503, busy TwiML; live calls and streams of calls already answered carry on', async () => {
+    rig = await startRig({ upstream: { speed: Number.POSITIVE_INFINITY } });
+    const live = rig.caller({ audio: loadCallerMulaw('caller-yes'), leadingSilenceMs: 300 });
+    await live.start();
+    expect((await fetch(`${rig.baseUrl}/readyz`)).status).toBe(200);
+    rig.server.startDraining();
+    expect((await fetch(`${rig.baseUrl}/readyz`)).status).toBe(503);
+    expect((await fetch(`${rig.baseUrl}/healthz`)).status).toBe(200);
+    expect(await (await postWebhook(rig, {})).text()).toContain('<Hangup/>');
+    // a call another replica answered before the drain: its stream is still served
+    const answeredEarlier = rig.caller({ audio: loadCallerMulaw('caller-yes') });
+    await answeredEarlier.start();
+    await eventually(() => sentOfType(rig!.fake, 1, 'response.done').length === 1 && sentOfType(rig!.fake, 2, 'response.done').length === 1, 'both calls answered while draining');
+    expect(await rig.server.waitForCallsToFinish(50)).toBe(false);
+    await Promise.all([live.hangUp(), answeredEarlier.hangUp()]);
+    expect(await rig.server.waitForCallsToFinish(2000)).toBe(true);
+  });
+});

@@ -1,0 +1,120 @@
+/**
+ * Upstream faults on real sockets: the Realtime connection drops mid-answer or mid-silence, the
+ * session expires, or the service refuses connections for a while. The call must carry on, with
+ * the conversation re-seeded, or end cleanly when the upstream stays away.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { startLocalRealtimeServer } from '../../src/realtime/local/server.js';
+import type { LocalRealtimeServer } from '../../src/realtime/local/server.js';
+import { buildServer } from '../../src/server.js';
+import type { CallbridgeServer } from '../../src/server.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
+import { eventually, sentOfType, startRig, upstreamEvents } from '../support/call-rig.js';
+import type { Rig } from '../support/call-rig.js';
+import { loadCallerMulaw } from '../support/fixtures.js';
+
+const QUESTION = loadCallerMulaw('caller-question');
+const YES = loadCallerMulaw('caller-yes');
+
+let rig: Rig | null = null;
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  await rig?.close();
+  rig = null;
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function responseCreates(fake: LocalRealtimeServer, connectionId: number): number {
+  return upstreamEvents(fake, connectionId).filter((e) => e.type === 'response.create').length;
+}
+
+describe('upstream faults', () => {
+  it('dropped mid-answer: reconnects, re-sends the session, re-seeds the conversation and answers the next turn', async () => {
+    rig = await startRig({ upstream: { speed: 1.5 } });
+    const caller = rig.caller({ audio: QUESTION, segments: [{ audio: YES, start: { afterAgentQuietMs: 800 } }] });
+    await caller.start();
+    await eventually(() => caller.playedBytesTotal() >= 300 * 8, 'answer playing');
+    rig.fake.dropAll();
+    await rig.fake.waitForConnections(2, 3000);
+    await eventually(() => sentOfType(rig!.fake, 2, 'response.done').length >= 1, 'next turn answered on the new session', 30_000);
+    await caller.hangUp();
+
+    const second = upstreamEvents(rig.fake, 2);
+    expect(second[0]?.type).toBe('session.update');
+    const seeded = second.filter((e) => e.type === 'conversation.item.create');
+    // the caller's first turn (transcribed) and the part of the echo answer that was sent
+    expect(seeded.map((e) => (e['item'] as { role: string }).role)).toEqual(['user', 'assistant']);
+    expect(responseCreates(rig.fake, 2)).toBe(1);
+    expect(caller.endReason).toBe('hangup');
+    expect(rig.fake.errors).toEqual([]);
+    expect(rig.logs.find((l) => l.msg === 'upstream lost: reconnecting')).toMatchObject({ callSid: caller.callSid });
+    expect(await rig.server.metrics.render()).toMatch(/callbridge_upstream_reconnects_total\{outcome="ok"\} 1/);
+  });
+
+  it('dropped mid-silence: the caller’s next sentence is answered on the new session', async () => {
+    rig = await startRig({ upstream: { speed: Number.POSITIVE_INFINITY } });
+    const caller = rig.caller({ audio: YES, leadingSilenceMs: 1500 });
+    await caller.start();
+    await rig.fake.waitForReceived((r) => r.event.type === 'session.update');
+    rig.fake.dropAll();
+    await eventually(() => sentOfType(rig!.fake, 2, 'response.done').length === 1, 'answered after the drop', 20_000);
+    await eventually(() => caller.playedBytesTotal() > 500 * 8, 'the answer played', 10_000);
+    await caller.hangUp();
+    expect(responseCreates(rig.fake, 1)).toBe(0);
+    expect(responseCreates(rig.fake, 2)).toBe(1);
+  });
+
+  it('an expired session (60-minute limit) is replaced and the call goes on', async () => {
+    rig = await startRig({ upstream: { speed: Number.POSITIVE_INFINITY } });
+    const caller = rig.caller({ audio: YES, leadingSilenceMs: 1000 });
+    await caller.start();
+    await rig.fake.waitForReceived((r) => r.event.type === 'session.update');
+    rig.fake.expireSession(1);
+    await eventually(() => sentOfType(rig!.fake, 2, 'response.done').length === 1, 'answered on the new session', 20_000);
+    await caller.hangUp();
+    expect(rig.logs.some((l) => l.msg === 'realtime error' && l['code'] === 'session_expired')).toBe(true);
+  });
+
+  it('refused for a while: retries with backoff until the upstream is back, caller audio kept meanwhile', async () => {
+    const first = await startLocalRealtimeServer({ record: true, speed: Number.POSITIVE_INFINITY });
+    const port = first.port;
+    const config = { ...loadConfig({ REALTIME_BACKEND: 'openai', OPENAI_REALTIME_URL: first.url }), logLevel: 'silent' as const };
+    const server: CallbridgeServer = await buildServer({ config, logger: createLogger('silent') });
+    cleanups.push(async () => {
+      await server.endAllCalls(500);
+      await server.app.close();
+    });
+    await server.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port: appPort } = server.app.server.address() as { port: number };
+    await first.close(); // nothing listens on the upstream port now: connections are refused
+
+    const caller = new SimulatedCaller({ url: `ws://127.0.0.1:${appPort}/media-stream`, audio: YES });
+    cleanups.push(async () => void (await caller.hangUp()));
+    await caller.start();
+    await new Promise((r) => setTimeout(r, 900)); // attempts at 0, 250 and 500 ms fail
+    const second = await startLocalRealtimeServer({ record: true, port, speed: Number.POSITIVE_INFINITY });
+    cleanups.push(() => second.close());
+    await eventually(() => sentOfType(second, 1, 'response.done').length === 1, 'answered once the upstream is back', 20_000);
+    // the whole sentence said while no upstream existed was kept and delivered
+    const appendedMs = second.received.filter((r) => r.event.type === 'input_audio_buffer.append').length * 20;
+    expect(appendedMs).toBeGreaterThan(1100);
+    expect(second.errors).toEqual([]);
+  });
+
+  it('refused for good: gives up after bounded retries and closes the stream cleanly', async () => {
+    rig = await startRig();
+    const url = rig.fake.url;
+    await rig.fake.close();
+    const caller = rig.caller({ audio: YES });
+    await caller.start();
+    await caller.done;
+    expect(caller.endReason).toBe('server-closed');
+    expect(caller.closeCode).toBe(1011);
+    await eventually(() => rig!.server.calls.size === 0, 'call removed');
+    const ended = rig.logs.find((l) => l.msg === 'call ended');
+    expect(ended).toMatchObject({ callSid: caller.callSid, reason: 'upstream-failed', attempts: 6 });
+    expect(url).toContain('127.0.0.1');
+  });
+});
