@@ -525,6 +525,12 @@ export class CallSession {
       case 'conversation.item.truncated':
         log(out, 'debug', 'item truncated', { itemId: ev.item_id, audioEndMs: ev.audio_end_ms });
         return;
+      case 'response.output_audio_transcript.delta': {
+        // Kept as it grows: if the upstream dies mid-answer, the words so far are all there is.
+        const item = this.outputItems.get(ev.item_id);
+        if (item !== undefined && item.settled === null) item.transcript += ev.delta;
+        return;
+      }
       case 'session.created':
       case 'session.updated':
       case 'input_audio_buffer.committed':
@@ -533,12 +539,6 @@ export class CallSession {
       case 'conversation.item.done':
       case 'conversation.item.created':
       case 'conversation.item.deleted':
-      case 'response.output_audio_transcript.delta': {
-        // Kept as it grows: if the upstream dies mid-answer, the words so far are all there is.
-        const item = this.outputItems.get(ev.item_id);
-        if (item !== undefined && item.settled === null) item.transcript += ev.delta;
-        return;
-      }
       case 'response.output_item.done':
       case 'response.content_part.added':
       case 'response.content_part.done':
