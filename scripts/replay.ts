@@ -1,0 +1,133 @@
+/**
+ * npm run replay -- <recording> [--url ws://host:port/media-stream] [--out dir]
+ *
+ * Plays a recording (a WAV of a caller, or a RECORD_CALLS capture `<callSid>.twilio.jsonl`) into
+ * callbridge exactly as Twilio would, and writes what happened into a folder.
+ */
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { pino } from 'pino';
+import { ConfigError } from '../src/config.js';
+import { createLogger } from '../src/observability/logger.js';
+import { loadReplayInput, ReplayInputError } from '../src/replay/input.js';
+import { defaultOutputDir, OUTPUT_FILES, writeOutputs } from '../src/replay/outputs.js';
+import { createProgressBar } from '../src/replay/progress.js';
+import { loadInProcessConfig, runReplay, targetUrlProblem } from '../src/replay/run.js';
+import type { LatencyStats, ReplaySummary } from '../src/replay/summary.js';
+
+const USAGE = `Replay a recorded call into callbridge, as Twilio would.
+
+usage: npm run replay -- <recording> [--url ws://host:port/media-stream] [--out dir]
+
+  <recording>   a WAV file of a caller (any rate or channels), or a call capture
+                <callSid>.twilio.jsonl written with RECORD_CALLS=<dir>
+  --url URL     replay against a running callbridge (its /media-stream WebSocket).
+                Default: an in-process server on the embedded local model, or on
+                OPENAI_REALTIME_URL / OPENAI_API_KEY as \`npm start\` would choose.
+  --out DIR     output folder (default replays/<recording>-<UTC time>/)
+  -h, --help    this text
+
+Writes heard.wav (left: caller, right: what the caller heard), events.jsonl (every message
+both ways, audio elided), summary.json, timeline.svg, and server.log (in-process only).`;
+
+function fail(message: string, code = 2): never {
+  process.stderr.write(`replay: ${message}\n`);
+  process.exit(code);
+}
+
+const ms = (v: number | null): string => (v === null ? '—' : `${Math.round(v)} ms`);
+const statLine = (s: LatencyStats | null): string => (s === null ? '—' : `median ${ms(s.median)} (min ${ms(s.min)}, max ${ms(s.max)}, n=${s.count})`);
+
+function keyNumbers(s: ReplaySummary): string[] {
+  const c = s.counts;
+  const lines = [
+    [
+      `duration ${(s.durationMs / 1000).toFixed(1)} s`,
+      c.turns === null ? `${c.callerSpeech} caller utterances` : `${c.turns} turns`,
+      c.responses === null ? null : `${c.responses} responses (${c.completedResponses} completed, ${c.cancelledResponses} cancelled)`,
+      `${c.interruptions} interruptions`,
+      c.errors === null ? null : `${c.errors} API errors`,
+    ]
+      .filter((p): p is string => p !== null)
+      .join(' · '),
+  ];
+  if (s.latency.firstAudioMs !== null) lines.push(`first audio sent after turn end: ${statLine(s.latency.firstAudioMs)}`);
+  lines.push(`caller waited for the agent: ${statLine(s.latency.perceivedMs)}`);
+  s.interruptions.forEach((it, i) => {
+    const parts = [`heard ${ms(it.heardMs)}`];
+    if (it.truncateMs !== null) parts.push(`truncated at ${ms(it.truncateMs)}`);
+    if (it.reactionMs !== null) parts.push(`speech_started → clear ${it.reactionMs} ms`);
+    if (it.sinceCallerSpeechMs !== null) parts.push(`agent quiet ${ms(it.sinceCallerSpeechMs)} after the caller spoke`);
+    lines.push(`interruption ${i + 1} at ${(it.atMs / 1000).toFixed(2)} s: ${parts.join(', ')}`);
+  });
+  for (const e of s.errors ?? []) lines.push(`API error at ${ms(e.atMs)}: ${e.code ?? '?'}: ${e.message}`);
+  if (s.twilioProtocolErrors.length > 0) lines.push(`Twilio would have rejected ${s.twilioProtocolErrors.length} message(s) (see summary.json)`);
+  if (!s.upstreamVisible) lines.push('upstream events not visible with --url: turns, responses and API errors are not in the summary');
+  return lines;
+}
+
+async function main(): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      allowPositionals: true,
+      options: { url: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (err) {
+    fail(`${(err as Error).message}\n\n${USAGE}`);
+  }
+  if (parsed.values.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const [recording, ...extra] = parsed.positionals;
+  if (recording === undefined) fail(`no recording given\n\n${USAGE}`);
+  if (extra.length > 0) fail(`one recording at a time (got ${parsed.positionals.length})`);
+
+  let input;
+  try {
+    input = loadReplayInput(recording);
+  } catch (err) {
+    if (err instanceof ReplayInputError) fail(err.message);
+    throw err;
+  }
+  for (const w of input.warnings) process.stderr.write(`replay: warning: ${w}\n`);
+
+  const url = parsed.values.url;
+  const urlProblem = url === undefined ? null : targetUrlProblem(url);
+  if (urlProblem !== null) fail(urlProblem);
+  const outDir = parsed.values.out ?? defaultOutputDir(input.name);
+  let logger;
+  if (url === undefined) {
+    let level;
+    try {
+      level = loadInProcessConfig(process.env).logLevel;
+    } catch (err) {
+      if (err instanceof ConfigError) fail(err.message);
+      throw err;
+    }
+    mkdirSync(outDir, { recursive: true });
+    logger = createLogger(level, pino.destination({ dest: join(outDir, 'server.log'), sync: true }));
+  }
+
+  process.stdout.write(`replaying ${input.name} (${input.description}, ${(input.durationMs / 1000).toFixed(1)} s) into ${url ?? 'an in-process callbridge'}\n`);
+  const bar = createProgressBar(input.name);
+  let result;
+  try {
+    result = await runReplay({ input, ...(url === undefined ? {} : { url }), ...(logger === undefined ? {} : { logger }), onProgress: (p) => bar.update(p) });
+  } catch (err) {
+    bar.finish();
+    fail((err as Error).message, 1);
+  }
+  bar.finish();
+  writeOutputs(result, outDir);
+  const files = url === undefined ? [...OUTPUT_FILES, 'server.log'] : [...OUTPUT_FILES];
+  process.stdout.write(`\n${outDir}/\n  ${files.join('  ')}\n`);
+  for (const line of keyNumbers(result.summary)) process.stdout.write(`  ${line}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`replay failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

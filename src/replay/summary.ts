@@ -1,0 +1,590 @@
+/**
+ * summary.json of a replayed call, built from the two logs of the call:
+ *   - the Twilio side, as the simulated caller lived it (what it sent, what it received, when its
+ *     playback echoed each mark), on the stream clock: ms since `start` was sent;
+ *   - the bridge's own recording (in-process replays only): both sockets as the bridge saw them,
+ *     on its performance.now() clock, moved onto the stream clock via the `start` message's
+ *     arrival (on loopback the two differ by well under a millisecond).
+ * Pure: no clock, no I/O. Every field that needs the upstream events is null without them.
+ */
+import { base64ByteLength } from '../call/session.js';
+import type { MarkEcho, ProtocolError } from '../twilio/simulated-caller.js';
+import type { TwilioInbound, TwilioOutbound } from '../twilio/messages.js';
+import { audibleStretches, firstAudibleMs } from './activity.js';
+
+export const SUMMARY_FORMAT = 'callbridge.replay-summary/1';
+
+const MULAW_BYTES_PER_MS = 8;
+/** Without upstream events, a new answer starts after this long without agent audio arriving. */
+const ANSWER_GAP_MS = 500;
+
+// ---------------------------------------------------------------- inputs
+
+/** The Twilio side as the simulated caller saw it; every atMs is ms since the stream started. */
+export interface CallerLog {
+  callSid: string;
+  streamSid: string;
+  sent: ReadonlyArray<{ atMs: number; message: TwilioInbound }>;
+  /** `message` is set only for frames Twilio would have accepted. */
+  received: ReadonlyArray<{ atMs: number; message?: TwilioOutbound }>;
+  marksEchoed: readonly MarkEcho[];
+  protocolErrors: readonly ProtocolError[];
+  /** Outbound bytes the caller had heard when the call ended. */
+  playedBytesAtEnd: number;
+}
+
+export interface RecordedLine {
+  atMs: number;
+  dir: 'in' | 'out';
+  msg: unknown;
+}
+
+/** The bridge's recording of the call (a MemoryRecording): atMs on the bridge's performance.now() clock. */
+export interface BridgeLog {
+  twilioLines: readonly RecordedLine[];
+  realtimeLines: readonly RecordedLine[];
+}
+
+export interface SummaryInput {
+  /** Name of the recording replayed. */
+  input: string;
+  /** Where the call went, for people: "in-process, local model" or a URL. */
+  target: string;
+  caller: CallerLog;
+  bridge: BridgeLog | null;
+  /** What the caller sent, 8 kHz mu-law, index 0 = stream start. */
+  callerAudio: Uint8Array;
+  /** What the caller heard, 8 kHz mu-law, index 0 = stream start. */
+  heardAudio: Uint8Array;
+  /** Stream time the call ended (`stop` sent or the socket closed). */
+  endMs: number;
+}
+
+// ---------------------------------------------------------------- output
+
+export interface ReplaySummary {
+  /** Schema id of this file. */
+  format: typeof SUMMARY_FORMAT;
+  /** The recording replayed (its file name without extension). */
+  input: string;
+  /** Where the call went: "in-process, local model", "in-process, <Realtime URL>" or the --url given. */
+  target: string;
+  /** True when the upstream Realtime events were visible (in-process); false with --url, and then every field marked "upstream" is null. */
+  upstreamVisible: boolean;
+  /** The replay's own call and stream ids (fresh for each replay). */
+  callSid: string;
+  streamSid: string;
+  /** Every time below is ms since the stream started (`start` sent). This one is when the call ended. */
+  durationMs: number;
+  /** At-a-glance totals of the lists below (null where the list is). */
+  counts: SummaryCounts;
+  /** Stretches of caller speech as sent, by an energy gate on the caller's own audio (pauses under 500 ms bridged). */
+  callerSpeech: CallerSpeech[];
+  /** upstream: the server VAD's turns (speech_started/speech_stopped). */
+  turns: Turn[] | null;
+  /** upstream: every response the model started. */
+  responses: ResponseSummary[] | null;
+  /** Every `clear` the caller received: the agent cut off by the caller. */
+  interruptions: Interruption[];
+  /** DTMF keys the caller pressed. */
+  dtmf: Array<{ atMs: number; digit: string }>;
+  /** Summary statistics of the per-turn latencies below. */
+  latency: LatencySummary;
+  /** upstream: Realtime API `error` events. */
+  errors: ApiError[] | null;
+  /** Messages to Twilio that Twilio would have rejected (31950 binary frame, 31951 bad message): a bridge bug if any. */
+  twilioProtocolErrors: Array<{ atMs: number; code: number; detail: string }>;
+}
+
+export interface SummaryCounts {
+  callerSpeech: number;
+  turns: number | null;
+  responses: number | null;
+  /** Responses whose response.done said `completed`. */
+  completedResponses: number | null;
+  /** Responses whose response.done said `cancelled`. */
+  cancelledResponses: number | null;
+  interruptions: number;
+  errors: number | null;
+}
+
+export interface CallerSpeech {
+  startMs: number;
+  endMs: number;
+  /** First audible agent audio in what the caller heard after this speech ended (before the caller spoke again); null if none. */
+  firstAgentAudioHeardMs: number | null;
+  /** firstAgentAudioHeardMs − endMs: the silence the caller sat through. Includes the VAD's end-of-speech wait. */
+  perceivedLatencyMs: number | null;
+}
+
+export interface Turn {
+  /** Arrival of the upstream `input_audio_buffer.speech_started`. */
+  startedMs: number;
+  /** Arrival of the matching `speech_stopped`; null if the call ended mid-speech. */
+  stoppedMs: number | null;
+  /** The user item the server opened for the turn. */
+  itemId: string | null;
+  /** First media frame the bridge sent to Twilio after `speech_stopped` (and before the next turn); null if none. */
+  firstAudioSentMs: number | null;
+  /** firstAudioSentMs − stoppedMs: the bridge plus model's first-audio latency. */
+  firstAudioLatencyMs: number | null;
+}
+
+export interface ResponseSummary {
+  id: string;
+  /** response.done's status (completed / cancelled / failed / incomplete); null if it never came. */
+  status: string | null;
+  /** response.done's status_details.reason (e.g. client_cancelled). */
+  reason: string | null;
+  /** Arrival of `response.created`. */
+  createdMs: number;
+  /** Arrival of `response.done`; null if it never came. */
+  doneMs: number | null;
+  /** ms of this response's audio the bridge sent to Twilio. */
+  audioSentMs: number;
+  /** ms of it the caller actually heard (the rest was cleared or still buffered when the call ended). */
+  audioHeardMs: number;
+}
+
+export interface Interruption {
+  /** When the caller received `clear`: the agent went silent for the caller. */
+  atMs: number;
+  /** upstream: the response cut off (response.cancel's id, else the owner of the item playing); null if unknown. */
+  responseId: string | null;
+  /** upstream: the assistant item that was playing; null if unknown. */
+  itemId: string | null;
+  /** ms of the cut answer the caller had heard, from the caller's own playback. */
+  heardMs: number;
+  /**
+   * How heardMs is known. `cleared-marks`: exact, the playedBytes of the marks the clear echoed.
+   * `all-played`: exact, no mark was pending and the last one echoed sat at the end of the audio
+   * sent. `estimate`: no mark was pending; the last echo's position plus real time since, capped
+   * at what was sent.
+   */
+  heardSource: 'cleared-marks' | 'all-played' | 'estimate';
+  /** ms of agent audio already sent to the caller that the clear dropped unheard. */
+  droppedMs: number;
+  /** upstream: audio_end_ms of the conversation.item.truncate sent; null if none was sent. Should sit just below heardMs. */
+  truncateMs: number | null;
+  /** upstream: the item truncated. */
+  truncatedItemId: string | null;
+  /** upstream: items deleted because the caller heard none of them. */
+  deletedItemIds: string[] | null;
+  /** upstream: whether response.cancel was sent (only while a response is active). */
+  cancelSent: boolean | null;
+  /** upstream: arrival of the speech_started that triggered the interruption. */
+  speechStartedMs: number | null;
+  /** upstream: when the bridge sent `clear`. */
+  clearSentMs: number | null;
+  /** upstream: clearSentMs − speechStartedMs, the bridge's barge-in reaction time. */
+  reactionMs: number | null;
+  /** Start of the caller speech stretch that barged in; null if none was found. */
+  callerSpeechStartMs: number | null;
+  /** atMs − callerSpeechStartMs: from the caller starting to talk to the agent going quiet, as the caller lives it (includes the VAD's onset delay). */
+  sinceCallerSpeechMs: number | null;
+}
+
+export interface LatencyStats {
+  count: number;
+  min: number;
+  median: number;
+  max: number;
+}
+
+export interface LatencySummary {
+  /** upstream: over turns' firstAudioLatencyMs. */
+  firstAudioMs: LatencyStats | null;
+  /** Over callerSpeech's perceivedLatencyMs. */
+  perceivedMs: LatencyStats | null;
+  /** upstream: over interruptions' reactionMs. */
+  reactionMs: LatencyStats | null;
+}
+
+export interface ApiError {
+  atMs: number;
+  code: string | null;
+  message: string;
+  type: string | null;
+}
+
+// ---------------------------------------------------------------- helpers
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function str(o: Obj, key: string): string | null {
+  const v = o[key];
+  return typeof v === 'string' ? v : null;
+}
+
+function num(o: Obj, key: string): number | null {
+  const v = o[key];
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+function obj(o: Obj, key: string): Obj {
+  const v = o[key];
+  return isObj(v) ? v : {};
+}
+
+const round1 = (ms: number): number => Math.round(ms * 10) / 10;
+
+function stats(values: Array<number | null>): LatencyStats | null {
+  const xs = values.filter((v): v is number => v !== null).sort((a, b) => a - b);
+  if (xs.length === 0) return null;
+  const mid = Math.floor(xs.length / 2);
+  const median = xs.length % 2 === 1 ? (xs[mid] ?? 0) : ((xs[mid - 1] ?? 0) + (xs[mid] ?? 0)) / 2;
+  return { count: xs.length, min: round1(xs[0] ?? 0), median: round1(median), max: round1(xs[xs.length - 1] ?? 0) };
+}
+
+/** A bridge-recorded event moved onto the stream clock. */
+interface UpEvent {
+  atMs: number;
+  dir: 'in' | 'out';
+  type: string;
+  body: Obj;
+}
+
+interface BridgeTwilioOut {
+  atMs: number;
+  event: string;
+  bytes: number;
+}
+
+interface BridgeView {
+  upstream: UpEvent[];
+  twilioOut: BridgeTwilioOut[];
+}
+
+/** Bridge clock reading at the stream start: the arrival of `start`; null if it is not in the log. */
+export function bridgeStreamStart(bridge: BridgeLog): number | null {
+  const start = bridge.twilioLines.find((l) => l.dir === 'in' && isObj(l.msg) && l.msg['event'] === 'start');
+  return start === undefined ? null : start.atMs;
+}
+
+/** The bridge's logs on the stream clock, or null when the `start` arrival is not in them. */
+function bridgeView(bridge: BridgeLog): BridgeView | null {
+  const t0 = bridgeStreamStart(bridge);
+  if (t0 === null) return null;
+  const upstream: UpEvent[] = [];
+  for (const l of bridge.realtimeLines) {
+    if (!isObj(l.msg)) continue;
+    const type = str(l.msg, 'type');
+    if (type !== null) upstream.push({ atMs: l.atMs - t0, dir: l.dir, type, body: l.msg });
+  }
+  const twilioOut: BridgeTwilioOut[] = [];
+  for (const l of bridge.twilioLines) {
+    if (l.dir !== 'out' || !isObj(l.msg)) continue;
+    const event = str(l.msg, 'event') ?? '';
+    const payload = str(obj(l.msg, 'media'), 'payload');
+    twilioOut.push({ atMs: l.atMs - t0, event, bytes: payload === null ? 0 : base64ByteLength(payload) });
+  }
+  return { upstream, twilioOut };
+}
+
+/** Which response and item each media frame the bridge sent belongs to: the last audio delta before it. */
+function attributeFrames(view: BridgeView): Array<{ responseId: string | null; itemId: string | null }> {
+  const deltas = view.upstream.filter((e) => e.dir === 'in' && e.type === 'response.output_audio.delta');
+  const out: Array<{ responseId: string | null; itemId: string | null }> = [];
+  let d = 0;
+  let current: { responseId: string | null; itemId: string | null } = { responseId: null, itemId: null };
+  for (const f of view.twilioOut) {
+    if (f.event !== 'media') continue;
+    // A frame goes out while its delta is handled, so the delta is recorded at or before it.
+    while (d < deltas.length && (deltas[d]?.atMs ?? Infinity) <= f.atMs) {
+      const body = deltas[d]?.body ?? {};
+      current = { responseId: str(body, 'response_id'), itemId: str(body, 'item_id') };
+      d++;
+    }
+    out.push(current);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- the caller's playback
+
+/** One answer as the caller's playback saw it, positions in played bytes since the call began. */
+interface Answer {
+  key: string;
+  responseId: string | null;
+  itemId: string | null;
+  firstAtMs: number;
+  startPos: number;
+  endPos: number;
+  /** Played position where a clear or the end of the call stopped it. */
+  cutPos: number | null;
+}
+
+interface ClearSeen {
+  atMs: number;
+  /** Played position at the clear. */
+  playedPos: number;
+  source: Interruption['heardSource'];
+  /** Queued position just before the clear. */
+  queuedPos: number;
+  /** The answer whose audio arrived last before the clear. */
+  lastAnswer: Answer | null;
+}
+
+/**
+ * Replays the caller's received messages through the playback bookkeeping that matters here:
+ * where each answer's audio sits in the played stream, and the played position at each clear
+ * (the playedBytes of the marks the clear echoed; Twilio's buffer is FIFO, so positions add up).
+ */
+function followPlayback(
+  caller: CallerLog,
+  frameOwners: Array<{ responseId: string | null; itemId: string | null }> | null,
+): { answers: Answer[]; clears: ClearSeen[] } {
+  const echoes = new Map<string, MarkEcho>();
+  for (const e of caller.marksEchoed) if (!echoes.has(e.name)) echoes.set(e.name, e);
+  const answers = new Map<string, Answer>();
+  const clears: ClearSeen[] = [];
+  let queued = 0;
+  let marksSinceClear: string[] = [];
+  let frameIndex = 0;
+  let lastAnswer: Answer | null = null;
+  let lastMediaAtMs = Number.NEGATIVE_INFINITY;
+  let heuristicIndex = 0;
+  let newAnswerDue = true;
+
+  for (const r of caller.received) {
+    const m = r.message;
+    if (m === undefined) continue;
+    if (m.event === 'media') {
+      const bytes = base64ByteLength(m.media.payload);
+      const owner = frameOwners?.[frameIndex];
+      frameIndex++;
+      let key: string;
+      if (owner !== undefined && (owner.itemId !== null || owner.responseId !== null)) {
+        key = owner.itemId ?? owner.responseId ?? '';
+      } else {
+        if (newAnswerDue || r.atMs - lastMediaAtMs > ANSWER_GAP_MS) heuristicIndex++;
+        key = `answer-${heuristicIndex}`;
+      }
+      newAnswerDue = false;
+      lastMediaAtMs = r.atMs;
+      let a = answers.get(key);
+      if (a === undefined) {
+        a = { key, responseId: owner?.responseId ?? null, itemId: owner?.itemId ?? null, firstAtMs: r.atMs, startPos: queued, endPos: queued, cutPos: null };
+        answers.set(key, a);
+      }
+      queued += bytes;
+      a.endPos = queued;
+      lastAnswer = a;
+    } else if (m.event === 'mark') {
+      marksSinceClear.push(m.mark.name);
+    } else {
+      const cleared = marksSinceClear.map((n) => echoes.get(n)).find((e) => e !== undefined && e.cause === 'cleared');
+      const { playedPos, source } =
+        cleared !== undefined ? { playedPos: cleared.playedBytes, source: 'cleared-marks' as const } : estimatePlayed(caller.marksEchoed, r.atMs, queued, lastAnswer);
+      clears.push({ atMs: r.atMs, playedPos, source, queuedPos: queued, lastAnswer });
+      for (const a of answers.values()) if (a.cutPos === null && a.endPos > playedPos) a.cutPos = playedPos;
+      queued = playedPos;
+      marksSinceClear = [];
+      newAnswerDue = true;
+    }
+  }
+  for (const a of answers.values()) if (a.cutPos === null) a.cutPos = caller.playedBytesAtEnd;
+  return { answers: [...answers.values()], clears };
+}
+
+/** Played position at a clear when no mark was pending: the last echo, plus real time since, capped at what was queued. */
+function estimatePlayed(
+  echoes: readonly MarkEcho[],
+  atMs: number,
+  queued: number,
+  answer: Answer | null,
+): { playedPos: number; source: 'all-played' | 'estimate' } {
+  let anchor = answer === null ? { pos: 0, atMs: 0 } : { pos: answer.startPos, atMs: answer.firstAtMs };
+  for (const e of echoes) {
+    if (e.atMs <= atMs && e.cause !== 'cleared' && e.atMs >= anchor.atMs) anchor = { pos: e.playedBytes, atMs: e.atMs };
+  }
+  // A mark echoed at the very end of what was sent: the buffer was empty, nothing to guess.
+  if (anchor.pos >= queued) return { playedPos: queued, source: 'all-played' };
+  return { playedPos: Math.min(queued, Math.floor(anchor.pos + (atMs - anchor.atMs) * MULAW_BYTES_PER_MS)), source: 'estimate' };
+}
+
+const heardBytes = (a: Answer): number => Math.max(0, Math.min(a.endPos, a.cutPos ?? a.endPos) - a.startPos);
+
+// ---------------------------------------------------------------- the summary
+
+export function buildSummary(input: SummaryInput): ReplaySummary {
+  const { caller } = input;
+  const view = input.bridge === null ? null : bridgeView(input.bridge);
+  const owners = view === null ? null : attributeFrames(view);
+  const { answers, clears } = followPlayback(caller, owners);
+
+  const callerSpeech = buildCallerSpeech(input.callerAudio, input.heardAudio);
+  const turns = view === null ? null : buildTurns(view);
+  const responses = view === null || owners === null ? null : buildResponses(view, owners, answers);
+  const interruptions = clears.map((c, i) => buildInterruption(c, i, view, answers, callerSpeech));
+  const errors = view === null ? null : buildErrors(view);
+
+  return {
+    format: SUMMARY_FORMAT,
+    input: input.input,
+    target: input.target,
+    upstreamVisible: view !== null,
+    callSid: caller.callSid,
+    streamSid: caller.streamSid,
+    durationMs: round1(input.endMs),
+    counts: {
+      callerSpeech: callerSpeech.length,
+      turns: turns?.length ?? null,
+      responses: responses?.length ?? null,
+      completedResponses: responses === null ? null : responses.filter((r) => r.status === 'completed').length,
+      cancelledResponses: responses === null ? null : responses.filter((r) => r.status === 'cancelled').length,
+      interruptions: interruptions.length,
+      errors: errors?.length ?? null,
+    },
+    callerSpeech,
+    turns,
+    responses,
+    interruptions,
+    dtmf: caller.sent.flatMap((m) => (m.message.event === 'dtmf' ? [{ atMs: round1(m.atMs), digit: m.message.dtmf.digit }] : [])),
+    latency: {
+      firstAudioMs: turns === null ? null : stats(turns.map((t) => t.firstAudioLatencyMs)),
+      perceivedMs: stats(callerSpeech.map((s) => s.perceivedLatencyMs)),
+      reactionMs: view === null ? null : stats(interruptions.map((i) => i.reactionMs)),
+    },
+    errors,
+    twilioProtocolErrors: caller.protocolErrors.map((e) => ({ atMs: round1(e.atMs), code: e.code, detail: e.detail })),
+  };
+}
+
+function buildCallerSpeech(callerAudio: Uint8Array, heardAudio: Uint8Array): CallerSpeech[] {
+  const stretches = audibleStretches(callerAudio);
+  return stretches.map((s, i) => {
+    const until = stretches[i + 1]?.startMs ?? heardAudio.length / MULAW_BYTES_PER_MS;
+    const heardAt = firstAudibleMs(heardAudio, s.endMs, until);
+    return {
+      startMs: s.startMs,
+      endMs: s.endMs,
+      firstAgentAudioHeardMs: heardAt,
+      perceivedLatencyMs: heardAt === null ? null : heardAt - s.endMs,
+    };
+  });
+}
+
+function buildTurns(view: BridgeView): Turn[] {
+  const turns: Turn[] = [];
+  for (const e of view.upstream) {
+    if (e.dir !== 'in') continue;
+    if (e.type === 'input_audio_buffer.speech_started') {
+      turns.push({ startedMs: round1(e.atMs), stoppedMs: null, itemId: str(e.body, 'item_id'), firstAudioSentMs: null, firstAudioLatencyMs: null });
+    } else if (e.type === 'input_audio_buffer.speech_stopped') {
+      const open = [...turns].reverse().find((t) => t.stoppedMs === null);
+      if (open !== undefined) open.stoppedMs = round1(e.atMs);
+    }
+  }
+  const media = view.twilioOut.filter((f) => f.event === 'media');
+  turns.forEach((t, i) => {
+    if (t.stoppedMs === null) return;
+    const stopped = t.stoppedMs;
+    const before = turns[i + 1]?.startedMs ?? Infinity;
+    const first = media.find((f) => f.atMs >= stopped && f.atMs < before);
+    if (first === undefined) return;
+    t.firstAudioSentMs = round1(first.atMs);
+    t.firstAudioLatencyMs = round1(first.atMs - stopped);
+  });
+  return turns;
+}
+
+function buildResponses(view: BridgeView, owners: Array<{ responseId: string | null }>, answers: Answer[]): ResponseSummary[] {
+  const byId = new Map<string, ResponseSummary>();
+  for (const e of view.upstream) {
+    if (e.dir !== 'in') continue;
+    const response = obj(e.body, 'response');
+    const id = str(response, 'id');
+    if (id === null) continue;
+    if (e.type === 'response.created' && !byId.has(id)) {
+      byId.set(id, { id, status: null, reason: null, createdMs: round1(e.atMs), doneMs: null, audioSentMs: 0, audioHeardMs: 0 });
+    } else if (e.type === 'response.done') {
+      const r = byId.get(id);
+      if (r === undefined) continue;
+      r.status = str(response, 'status');
+      r.reason = str(obj(response, 'status_details'), 'reason');
+      r.doneMs = round1(e.atMs);
+    }
+  }
+  const media = view.twilioOut.filter((f) => f.event === 'media');
+  media.forEach((f, i) => {
+    const id = owners[i]?.responseId;
+    const r = id == null ? undefined : byId.get(id);
+    if (r !== undefined) r.audioSentMs += f.bytes / MULAW_BYTES_PER_MS;
+  });
+  for (const a of answers) {
+    const r = a.responseId === null ? undefined : byId.get(a.responseId);
+    if (r !== undefined) r.audioHeardMs += heardBytes(a) / MULAW_BYTES_PER_MS;
+  }
+  for (const r of byId.values()) {
+    r.audioSentMs = round1(r.audioSentMs);
+    r.audioHeardMs = round1(r.audioHeardMs);
+  }
+  return [...byId.values()];
+}
+
+function buildInterruption(c: ClearSeen, index: number, view: BridgeView | null, answers: Answer[], speech: CallerSpeech[]): Interruption {
+  const stretch = [...speech].reverse().find((s) => s.startMs <= c.atMs) ?? null;
+  const base: Interruption = {
+    atMs: round1(c.atMs),
+    responseId: null,
+    itemId: null,
+    heardMs: 0,
+    heardSource: c.source,
+    droppedMs: round1((c.queuedPos - c.playedPos) / MULAW_BYTES_PER_MS),
+    truncateMs: null,
+    truncatedItemId: null,
+    deletedItemIds: null,
+    cancelSent: null,
+    speechStartedMs: null,
+    clearSentMs: null,
+    reactionMs: null,
+    callerSpeechStartMs: stretch?.startMs ?? null,
+    sinceCallerSpeechMs: stretch === null ? null : round1(c.atMs - stretch.startMs),
+  };
+
+  let answer = c.lastAnswer;
+  const clearSent = view?.twilioOut.filter((f) => f.event === 'clear')[index];
+  if (view !== null && clearSent !== undefined) {
+    const trigger = [...view.upstream].reverse().find((e) => e.dir === 'in' && e.type === 'input_audio_buffer.speech_started' && e.atMs <= clearSent.atMs);
+    // The session answers speech_started with cancel, truncate/delete and clear in one go.
+    const actions = view.upstream.filter((e) => e.dir === 'out' && e.atMs >= (trigger?.atMs ?? clearSent.atMs) && e.atMs <= clearSent.atMs);
+    const cancel = actions.find((e) => e.type === 'response.cancel');
+    const truncate = actions.find((e) => e.type === 'conversation.item.truncate');
+    base.cancelSent = cancel !== undefined;
+    base.deletedItemIds = actions.filter((e) => e.type === 'conversation.item.delete').map((e) => str(e.body, 'item_id') ?? '');
+    base.clearSentMs = round1(clearSent.atMs);
+    if (trigger !== undefined) {
+      base.speechStartedMs = round1(trigger.atMs);
+      base.reactionMs = round1(clearSent.atMs - trigger.atMs);
+    }
+    if (truncate !== undefined) {
+      base.truncateMs = num(truncate.body, 'audio_end_ms');
+      base.truncatedItemId = str(truncate.body, 'item_id');
+      answer = answers.find((a) => a.itemId === base.truncatedItemId) ?? answer;
+    }
+    const cancelledId = cancel === undefined ? null : str(cancel.body, 'response_id');
+    if (truncate === undefined && cancelledId !== null) answer = answers.find((a) => a.responseId === cancelledId) ?? answer;
+    base.responseId = cancelledId ?? answer?.responseId ?? null;
+  }
+  // Audio that had finished playing was not cut: what the clear stopped had not been heard yet.
+  if (answer !== null && base.truncatedItemId === null && c.playedPos >= answer.endPos) answer = null;
+  if (answer !== null) {
+    base.itemId = answer.itemId;
+    base.heardMs = round1(Math.max(0, Math.min(c.playedPos, answer.endPos) - answer.startPos) / MULAW_BYTES_PER_MS);
+  }
+  return base;
+}
+
+function buildErrors(view: BridgeView): ApiError[] {
+  return view.upstream
+    .filter((e) => e.dir === 'in' && e.type === 'error')
+    .map((e) => {
+      const err = obj(e.body, 'error');
+      return { atMs: round1(e.atMs), code: str(err, 'code'), message: str(err, 'message') ?? '', type: str(err, 'type') };
+    });
+}
