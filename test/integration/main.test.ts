@@ -58,4 +58,28 @@ describe('npm start without an API key', () => {
     expect(await exited).toBe(0);
     expect(main.lines.some((l) => l['msg'] === 'shut down cleanly')).toBe(true);
   });
+
+  it('drains on SIGTERM: not ready, busy webhook, the live call carries on until DRAIN_TIMEOUT_S, then exit 0', async () => {
+    const main = startMain({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', DRAIN_TIMEOUT_S: '3' });
+    child = main.proc;
+    const port = await main.port;
+    const caller = new SimulatedCaller({ url: `ws://127.0.0.1:${port}/media-stream`, audio: loadCallerMulaw('caller-yes') });
+    await caller.start();
+    await eventually(() => main.lines.some((l) => l['msg'] === 'upstream open'), 'call connected');
+
+    const exited = new Promise<number | null>((resolve) => main.proc.on('exit', (code) => resolve(code)));
+    const signalledAt = Date.now();
+    main.proc.kill('SIGTERM');
+    await eventually(() => main.lines.some((l) => l['msg'] === 'draining before shutdown'), 'draining');
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(503);
+    const webhook = await fetch(`http://127.0.0.1:${port}/incoming-call`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'CallSid=CA1' });
+    expect(await webhook.text()).toContain('<Hangup/>');
+    // the live call is still served: its turn is answered while the process drains
+    await eventually(() => caller.playedBytesTotal() >= 500 * 8, 'answer heard during the drain', 10_000);
+    await caller.done; // ended by the drain timeout
+    expect(caller.closeCode).toBe(1001);
+    expect(await exited).toBe(0);
+    expect(Date.now() - signalledAt).toBeGreaterThanOrEqual(2900);
+    expect(main.lines.some((l) => l['msg'] === 'drain timeout: ending the remaining calls')).toBe(true);
+  });
 });
