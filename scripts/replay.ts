@@ -25,6 +25,8 @@ usage: npm run replay -- <recording> [--url ws://host:port/media-stream] [--out 
   --url URL     replay against a running callbridge (its /media-stream WebSocket).
                 Default: an in-process server on the embedded local model, or on
                 OPENAI_REALTIME_URL / OPENAI_API_KEY as \`npm start\` would choose.
+                The replay's handshake is unsigned, so a server with TWILIO_AUTH_TOKEN
+                set refuses it (403): point --url at an unsecured development server.
   --out DIR     output folder (default replays/<recording>-<UTC time>/)
   -h, --help    this text
 

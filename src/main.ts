@@ -9,6 +9,7 @@ import type { Logger } from './observability/logger.js';
 import { startLocalRealtimeServer } from './realtime/local/server.js';
 import type { LocalRealtimeServer } from './realtime/local/server.js';
 import { buildServer } from './server.js';
+import type { CallbridgeServer } from './server.js';
 import { fileRecorderFactory } from './call/recorder.js';
 
 async function startBackend(config: AppConfig, logger: Logger): Promise<{ url: string; local: LocalRealtimeServer | null }> {
@@ -36,13 +37,15 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
+  let server: CallbridgeServer | null = null;
+  logCrashes(logger, () => (server === null ? {} : { liveCalls: server.startedCalls, openStreams: server.calls.size, draining: server.draining }));
   const backend = await startBackend(config, logger);
   const recorderFactory =
     config.recordCallsDir === null
       ? undefined
       : fileRecorderFactory(config.recordCallsDir, (err, file) => logger.warn({ err: err.message, file }, 'call capture write failed'));
   if (config.recordCallsDir !== null) logger.info({ dir: config.recordCallsDir }, 'RECORD_CALLS: capturing every call for replay');
-  const server = await buildServer({
+  server = await buildServer({
     config,
     logger,
     realtimeUrl: backend.url,
@@ -58,34 +61,76 @@ async function main(): Promise<void> {
     logger.warn('PUBLIC_URL is not set: TwiML will point Twilio at the Host header of each webhook request');
   }
   await server.app.listen({ port: config.port, host: config.host });
+  const running = server;
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) {
       // A second signal means "now": end the calls without waiting out the drain.
       logger.warn({ signal }, 'second signal: ending live calls now');
-      await server.endAllCalls();
-      process.exit(0);
+      try {
+        await running.endAllCalls();
+        process.exit(0);
+      } catch (err) {
+        logger.error({ err: errorFields(err) }, 'ending calls on the second signal failed');
+        process.exit(1);
+      }
     }
     stopping = true;
     // Readiness fails at once so the load balancer stops sending calls; live calls may finish.
-    server.startDraining();
-    logger.info({ signal, liveCalls: server.calls.size, drainTimeoutMs: config.drainTimeoutMs }, 'draining before shutdown');
+    running.startDraining();
+    logger.info({ signal, liveCalls: running.startedCalls, drainTimeoutMs: config.drainTimeoutMs }, 'draining before shutdown');
     try {
-      const finished = await server.waitForCallsToFinish(config.drainTimeoutMs);
-      if (!finished) logger.warn({ liveCalls: server.calls.size }, 'drain timeout: ending the remaining calls');
-      await server.endAllCalls();
-      await server.app.close();
+      const finished = await running.waitForCallsToFinish(config.drainTimeoutMs);
+      if (!finished) logger.warn({ liveCalls: running.startedCalls, openStreams: running.calls.size }, 'drain timeout: ending the remaining calls');
+      await running.endAllCalls();
+      await running.app.close();
       await backend.local?.close();
       logger.info('shut down cleanly');
       process.exit(0);
     } catch (err) {
-      logger.error({ err: (err as Error).message }, 'shutdown failed');
+      logger.error({ err: errorFields(err) }, 'shutdown failed');
       process.exit(1);
     }
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+/**
+ * A crash must be loud: without these, an exception thrown from a timer or socket callback would
+ * kill every live call with only Node's bare stack trace on stderr, outside the JSON log stream
+ * that is searched and alerted on.
+ */
+function logCrashes(logger: Logger, context: () => Record<string, unknown>): void {
+  // A stray rejection (a REST hang-up, a capture write) belongs to one call at most; Node's
+  // default of crashing on it would end every other call too. Logged at error to be seen and fixed.
+  process.on('unhandledRejection', (reason) => {
+    logger.error({ err: errorFields(reason), ...safeContext(context) }, 'unhandled promise rejection');
+  });
+  // After an uncaught exception the process state is unknown: log, then exit non-zero so the
+  // supervisor restarts it. pino flushes its buffered lines on exit.
+  process.on('uncaughtException', (err, origin) => {
+    try {
+      logger.fatal({ err: errorFields(err), origin, ...safeContext(context) }, 'uncaught exception: exiting');
+    } catch {
+      process.stderr.write(`callbridge: uncaught exception (${origin}): ${err.stack ?? String(err)}\n`);
+    }
+    process.exit(1);
+  });
+}
+
+function safeContext(context: () => Record<string, unknown>): Record<string, unknown> {
+  try {
+    return context();
+  } catch {
+    return {};
+  }
+}
+
+function errorFields(err: unknown): { message: string; stack?: string; name?: string } {
+  if (err instanceof Error) return { name: err.name, message: err.message, ...(err.stack === undefined ? {} : { stack: err.stack }) };
+  return { message: String(err) };
 }
 
 main().catch((err: unknown) => {

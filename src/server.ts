@@ -14,7 +14,7 @@ import type { EndReason, StartAuthorization } from './call/session.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import type { CallOutcome } from './observability/metrics.js';
-import { CALL_TOKEN_PARAMETER, callTokenSecretFrom, createCallToken, verifyCallToken } from './twilio/call-token.js';
+import { CALL_TOKEN_PARAMETER, CALL_TOKEN_TTL_MS, callTokenSecretFrom, createCallToken, verifyCallToken } from './twilio/call-token.js';
 import { createTwilioClient, hangUpCall } from './twilio/rest.js';
 import { formParamsFrom, verifyStreamSignature, verifyWebhookSignature, webhookUrl } from './twilio/signature.js';
 import { busyTwiml, connectStreamTwiml, streamUrlFrom } from './twilio/twiml.js';
@@ -23,6 +23,14 @@ import { busyTwiml, connectStreamTwiml, streamUrlFrom } from './twilio/twiml.js'
 export const MAX_WS_MESSAGE_BYTES = 64 * 1024;
 /** How long ending all calls waits for the peers' close handshakes before cutting sockets. */
 const END_CALLS_GRACE_MS = 3000;
+/**
+ * Sockets that have not sent `start` yet cost a bridge each and are not calls: Twilio sends
+ * `start` within a second, so a crowd of them is someone holding sockets open. A floor of 10 keeps
+ * a small MAX_CALLS from refusing honest streams that merely arrive together.
+ */
+export const MIN_PENDING_STREAMS = 10;
+/** How often a drain re-checks for streams of answered calls; they arrive within a second or two. */
+const DRAIN_POLL_MS = 100;
 
 export interface ServerOptions {
   config: AppConfig;
@@ -42,14 +50,19 @@ export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression,
 export interface CallbridgeServer {
   app: App;
   metrics: Metrics;
-  /** live calls, for shutdown and tests */
+  /** every open media-stream connection (started or not), for shutdown and tests */
   readonly calls: ReadonlySet<CallBridge>;
+  /** calls whose `start` was accepted and that have not ended: what MAX_CALLS counts */
+  readonly startedCalls: number;
   readonly draining: boolean;
   /** stop taking calls: readiness fails and the webhook answers busy */
   startDraining(): void;
   /** end every live call; sockets still open after `graceMs` are cut */
   endAllCalls(graceMs?: number): Promise<void>;
-  /** resolves when no call is live, or after `timeoutMs` (false then) */
+  /**
+   * Resolves true once no connection is open and no call answered by the webhook is still due to
+   * start its stream; false after `timeoutMs`.
+   */
   waitForCallsToFinish(timeoutMs: number): Promise<boolean>;
 }
 
@@ -77,6 +90,21 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
   const metrics = new Metrics({ collectDefault: options.processMetrics ?? false });
   const calls = new Set<CallBridge>();
   const liveCallSids = new Set<string>();
+  // Calls the webhook handed a <Stream> whose stream has not started here yet (callSid → wall-clock
+  // ms). They count against MAX_CALLS and hold a drain open: the caller is already connected and
+  // the stream is on its way. The stream may land on another replica, so an entry that never
+  // starts is forgotten once the call token it carried has expired and no stream could use it.
+  const answeredNotStarted = new Map<string, number>();
+  let startedCalls = 0;
+  let pendingStreams = 0;
+  const maxPendingStreams = Math.max(MIN_PENDING_STREAMS, config.maxCalls);
+  const freshAnsweredCount = (): number => {
+    const now = wallClock();
+    for (const [callSid, answeredAtMs] of answeredNotStarted) {
+      if (!(now - answeredAtMs < CALL_TOKEN_TTL_MS)) answeredNotStarted.delete(callSid);
+    }
+    return answeredNotStarted.size;
+  };
   let nextConnectionId = 1;
   let draining = false;
 
@@ -90,7 +118,7 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) =>
-    draining ? reply.code(503).send({ status: 'draining', calls: calls.size }) : { status: 'ready', calls: calls.size },
+    draining ? reply.code(503).send({ status: 'draining', calls: startedCalls }) : { status: 'ready', calls: startedCalls },
   );
   app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.render()));
 
@@ -105,14 +133,18 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
       }
     }
     const callSid = typeof params?.['CallSid'] === 'string' ? params['CallSid'] : null;
-    if (draining || calls.size >= config.maxCalls) {
+    // Sockets that never sent `start` are not calls: counting them would let anyone fill the line.
+    // A retried webhook for a call already answered is that same call, not one more.
+    const committed = startedCalls + freshAnsweredCount() - (callSid !== null && answeredNotStarted.has(callSid) ? 1 : 0);
+    if (draining || committed >= config.maxCalls) {
       metrics.rejectedConnection(draining ? 'draining' : 'busy');
-      logger.warn({ callSid, liveCalls: calls.size, maxCalls: config.maxCalls, draining }, 'incoming call refused: line busy');
+      logger.warn({ callSid, liveCalls: startedCalls, answeredNotStarted: answeredNotStarted.size, maxCalls: config.maxCalls, draining }, 'incoming call refused: line busy');
       return reply.type('text/xml').send(busyTwiml());
     }
     const streamUrl = security?.streamUrl ?? streamUrlFromHost(request, config, logger);
     const parameters: Record<string, string> = {};
     if (security !== null && callSid !== null) parameters[CALL_TOKEN_PARAMETER] = createCallToken(security.tokenSecret, callSid, wallClock());
+    if (callSid !== null) answeredNotStarted.set(callSid, wallClock());
     logger.info({ callSid, streamUrl }, 'incoming call: answering with <Connect><Stream>');
     return reply.type('text/xml').send(connectStreamTwiml(streamUrl, parameters));
   });
@@ -122,33 +154,60 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
       metrics.rejectedConnection('bad-signature');
       logger.warn({ ip: request.ip }, 'media stream refused: invalid or missing x-twilio-signature');
       await reply.code(403).send({ error: 'invalid Twilio signature' });
+      return;
+    }
+    if (pendingStreams >= maxPendingStreams) {
+      metrics.rejectedConnection('busy');
+      logger.warn({ ip: request.ip, pendingStreams, maxPendingStreams }, 'media stream refused: too many connections waiting for start');
+      await reply.code(503).send({ error: 'too many streams waiting for start' });
+      return;
     }
     // Not refused while draining: a stream exists because some replica already answered the
     // call, so turning it away would fail a call in progress. The webhook is the only gate.
   };
 
-  const observer: CallObserver = {
-    callStarted: () => metrics.callStarted(),
-    callEnded: (reason, started) => {
-      if (started) metrics.callEnded(OUTCOME_BY_REASON[reason]);
-      else metrics.rejectedConnection(reason === 'unauthorized' ? 'bad-token' : 'protocol');
-    },
-    metric: (event, handlingMs) => {
-      switch (event.name) {
-        case 'interruption':
-          metrics.interruption({ heardMs: event.heardMs, reactionMs: handlingMs, cancelSent: event.cancelSent });
-          return;
-        case 'first-audio':
-          metrics.firstAudioLatency(event.latencyMs);
-          return;
-        case 'upstream-error':
-          metrics.upstreamError(event.code);
-          return;
-        case 'reconnect':
-          metrics.reconnect(event.outcome);
-          return;
-      }
-    },
+  const recordMetric: CallObserver['metric'] = (event, handlingMs) => {
+    switch (event.name) {
+      case 'interruption':
+        // The truncate's audio_end_ms, what the model now holds as heard of the item that was cut,
+        // rather than the played position of the whole response.
+        metrics.interruption({ heardMs: event.truncatedMs, reactionMs: handlingMs, cancelSent: event.cancelSent });
+        return;
+      case 'first-audio':
+        metrics.firstAudioLatency(event.latencyMs);
+        return;
+      case 'upstream-error':
+        metrics.upstreamError(event.code);
+        return;
+      case 'reconnect':
+        metrics.reconnect(event.outcome);
+        return;
+    }
+  };
+
+  // One per connection, so the admission counts follow each connection from pending to started
+  // to ended without counting any step twice.
+  const observerFor = (): CallObserver => {
+    let state: 'pending' | 'started' | 'ended' = 'pending';
+    pendingStreams += 1;
+    return {
+      callStarted: () => {
+        if (state !== 'pending') return;
+        state = 'started';
+        pendingStreams -= 1;
+        startedCalls += 1;
+        metrics.callStarted();
+      },
+      callEnded: (reason, started) => {
+        if (state === 'ended') return;
+        if (state === 'started') startedCalls -= 1;
+        else pendingStreams -= 1;
+        state = 'ended';
+        if (started) metrics.callEnded(OUTCOME_BY_REASON[reason]);
+        else metrics.rejectedConnection(reason === 'unauthorized' ? 'bad-token' : 'protocol');
+      },
+      metric: recordMetric,
+    };
   };
 
   app.get('/media-stream', { websocket: true, preValidation: refuseUpgrade }, (socket) => {
@@ -161,6 +220,7 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
       // Twilio allows one stream per call: a second one for a live CallSid is a replay.
       if (liveCallSids.has(start.callSid)) return { ok: false, reason: 'a stream for this CallSid is already live' };
       liveCallSids.add(start.callSid);
+      answeredNotStarted.delete(start.callSid);
       claimed = start.callSid;
       return { ok: true };
     };
@@ -172,7 +232,7 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
       connectionId: nextConnectionId++,
       authorizeStart,
       maxCallDurationMs: config.maxCallDurationMs,
-      observer,
+      observer: observerFor(),
       ...(hangUp === undefined ? {} : { hangUpCall: hangUp }),
       ...(options.recorderFactory === undefined ? {} : { recorderFactory: options.recorderFactory }),
     });
@@ -187,13 +247,16 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
     app,
     metrics,
     calls,
+    get startedCalls() {
+      return startedCalls;
+    },
     get draining() {
       return draining;
     },
     startDraining() {
       if (draining) return;
       draining = true;
-      logger.info({ liveCalls: calls.size }, 'draining: no new calls; live calls may finish');
+      logger.info({ liveCalls: startedCalls, answeredNotStarted: freshAnsweredCount() }, 'draining: no new calls; live calls may finish');
     },
     async endAllCalls(graceMs = END_CALLS_GRACE_MS) {
       const live = [...calls];
@@ -207,7 +270,22 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
       }
     },
     async waitForCallsToFinish(timeoutMs) {
-      return within(Promise.all([...calls].map((c) => c.closed)), timeoutMs);
+      // Polled rather than a snapshot of `calls`: streams of calls answered before the drain keep
+      // arriving after it began, and they must be waited for too.
+      const finished = (): boolean => calls.size === 0 && freshAnsweredCount() === 0;
+      if (finished()) return true;
+      return new Promise<boolean>((resolve) => {
+        const poll = setInterval(() => {
+          if (!finished()) return;
+          clearInterval(poll);
+          clearTimeout(deadline);
+          resolve(true);
+        }, DRAIN_POLL_MS);
+        const deadline = setTimeout(() => {
+          clearInterval(poll);
+          resolve(finished());
+        }, timeoutMs);
+      });
     },
   };
 }

@@ -16,8 +16,20 @@ import type { EndReason, MetricEvent, SessionAction, SessionDeps, SessionInput }
 
 /** frames kept before `start` for the capture; Twilio sends one (`connected`) */
 const MAX_PRE_START_FRAMES = 16;
-/** Twilio sends `start` right after connecting; a socket that stays silent is not Twilio. */
-export const DEFAULT_START_TIMEOUT_MS = 10_000;
+/**
+ * Twilio sends `start` right after connecting; a socket that stays silent is not Twilio. Short,
+ * because each silent socket holds one of the server's few pending-stream slots until then.
+ */
+export const DEFAULT_START_TIMEOUT_MS = 5000;
+/**
+ * ws's errors for a frame over maxPayload. ws answers such a frame with close 1009 but stops
+ * reading the socket, so the peer's echo is never seen and the close event says 1006; the error
+ * is the only place the 1009 can be recovered from.
+ */
+const OVERSIZED_FRAME_ERRORS: ReadonlySet<string> = new Set(['WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH']);
+const CLOSE_MESSAGE_TOO_BIG = 1009;
+/** Malformed upstream frames logged at warn before further ones drop to debug, as for Twilio's. */
+const UPSTREAM_INVALID_WARN_LOGS = 5;
 
 /** What the service counts about calls (metrics); the bridge reports, the observer records. */
 export interface CallObserver {
@@ -66,6 +78,8 @@ export class CallBridge {
   private startTimer: NodeJS.Timeout | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
+  private upstreamInvalidFrames = 0;
+  private oversizedFrame = false;
 
   constructor(
     private readonly socket: WebSocket,
@@ -84,11 +98,16 @@ export class CallBridge {
       this.feed({ kind: 'twilio-invalid', reason: 'no-start', detail: `no start within ${this.startTimeoutMs} ms`, fatal: true });
     }, this.startTimeoutMs);
 
-    socket.on('message', (data, isBinary) => this.onTwilioFrame(data, isBinary));
-    socket.on('error', (err) => this.log.warn({ err: err.message }, 'twilio socket error'));
+    socket.on('message', (data, isBinary) => this.guard('twilio frame', () => this.onTwilioFrame(data, isBinary)));
+    socket.on('error', (err) => {
+      const code: unknown = (err as Error & { code?: unknown }).code;
+      if (typeof code === 'string' && OVERSIZED_FRAME_ERRORS.has(code)) this.oversizedFrame = true;
+      this.guard('twilio socket error', () => this.log.warn({ err: err.message }, 'twilio socket error'));
+    });
     socket.on('close', (code) => {
       this.twilioClosed = true;
-      this.feed({ kind: 'twilio-closed', code });
+      // An oversized frame is the peer's violation, not a hang-up: the session tells them apart by 1009.
+      this.feed({ kind: 'twilio-closed', code: this.oversizedFrame ? CLOSE_MESSAGE_TOO_BIG : code });
       // A socket that closed after a session failure must still release the call.
       this.closeAll(1000);
     });
@@ -128,18 +147,41 @@ export class CallBridge {
 
   private feed(input: SessionInput): void {
     if (this.failed) return;
-    let actions: SessionAction[];
     const arrivedAtMs = this.now();
+    let stage: 'session' | 'action' = 'session';
     try {
-      actions = this.session.handle(input, arrivedAtMs);
+      const actions = this.session.handle(input, arrivedAtMs);
+      stage = 'action';
+      for (const action of actions) this.execute(action, arrivedAtMs);
     } catch (err) {
-      // A bug in the session must end this call, never the process or another call.
-      this.log.error({ err: (err as Error).stack ?? String(err), input: input.kind }, 'call session failed; ending call');
-      this.failed = true;
-      this.closeAll(1011);
-      return;
+      // A bug in the session, or in what runs its actions (logger, recorder, observer), must end
+      // this call, never the process or another call.
+      this.fail(err, `${stage} (${input.kind})`);
     }
-    for (const action of actions) this.execute(action, arrivedAtMs);
+  }
+
+  /** For socket callbacks: a throw there would be an uncaught exception, so it ends this call instead. */
+  private guard(context: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.fail(err, context);
+    }
+  }
+
+  private fail(err: unknown, context: string): void {
+    this.failed = true;
+    try {
+      this.log.error({ err: (err as Error).stack ?? String(err), context }, 'call failed; ending call');
+    } catch {
+      // The logger may be what threw; ending the call matters more than the line.
+    }
+    try {
+      this.closeAll(1011);
+    } catch {
+      // closeAll guards its own callbacks; anything left is the socket library's, and the close
+      // event still releases the call.
+    }
   }
 
   private execute(action: SessionAction, arrivedAtMs: number): void {
@@ -230,10 +272,10 @@ export class CallBridge {
       },
       onEvent: (event) => {
         if (connection !== this.upstream) return;
-        this.recorder?.realtime('in', event, this.now());
+        this.guard('realtime event', () => this.recorder?.realtime('in', event, this.now()));
         this.feed({ kind: 'realtime', event });
       },
-      onInvalidFrame: (reason) => this.log.warn({ reason }, 'ignored malformed realtime frame'),
+      onInvalidFrame: (reason) => this.guard('malformed realtime frame', () => this.onUpstreamInvalidFrame(reason)),
       onClose: (code, reason) => {
         // A superseded connection's close is old news.
         if (connection !== this.upstream) return;
@@ -243,6 +285,13 @@ export class CallBridge {
       },
     });
     this.upstream = connection;
+  }
+
+  /** Loud for the first few only: a server sending garbage would otherwise flood the log per frame. */
+  private onUpstreamInvalidFrame(reason: string): void {
+    this.upstreamInvalidFrames += 1;
+    const count = this.upstreamInvalidFrames;
+    this.log[count <= UPSTREAM_INVALID_WARN_LOGS ? 'warn' : 'debug']({ reason, count }, 'ignored malformed realtime frame');
   }
 
   private openRecorder(callSid: string, streamSid: string): void {
@@ -285,7 +334,11 @@ export class CallBridge {
     const upstream = this.upstream;
     if (upstream !== null) upstream.close(code === 1011 ? 1011 : 1000);
     if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) this.socket.close(code);
-    if (first) this.options.observer?.callEnded(this.endReason ?? (this.failed ? 'error' : 'twilio-closed'), this.started);
+    if (first) {
+      const reason = this.endReason ?? (this.failed ? 'error' : 'twilio-closed');
+      // The call must still be released below, whatever the observer does.
+      this.bestEffort('observer', () => this.options.observer?.callEnded(reason, this.started));
+    }
     this.maybeResolveClosed();
   }
 
@@ -293,8 +346,22 @@ export class CallBridge {
     if (!this.twilioClosed || !this.ending) return;
     // The upstream's close event is still to come (closing, or a handshake being torn down).
     if (this.upstream !== null) return;
-    this.recorder?.end();
+    const recorder = this.recorder;
     this.recorder = null;
+    if (recorder !== null) this.bestEffort('recorder', () => recorder.end());
     this.resolveClosed();
+  }
+
+  /** For teardown steps that must not stop the rest of the teardown. */
+  private bestEffort(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      try {
+        this.log.error({ err: (err as Error).stack ?? String(err), what }, 'call teardown step failed');
+      } catch {
+        // nothing left to tell it to
+      }
+    }
   }
 }

@@ -33,6 +33,16 @@ const FRAME_MS_EXACT = FRAME_BYTES / MULAW_BYTES_PER_MS;
 export const UPSTREAM_RETRY_DELAYS_MS: readonly number[] = [0, 250, 500, 1000, 2000, 4000];
 /** Transcript entries re-seeded into a new upstream session: the recent conversation is enough. */
 export const MAX_RESEED_ENTRIES = 40;
+/**
+ * An upstream session that lived this long was healthy: losing it starts the retries afresh.
+ * One that dies sooner keeps climbing the backoff, so a service that accepts and then drops
+ * every connection is given up on instead of being hammered in a loop.
+ */
+export const HEALTHY_SESSION_MS = 5000;
+/** Kept per call: enough for logs and re-seeding, bounded for calls that last hours. */
+const MAX_TRANSCRIPT_ENTRIES = 200;
+const MAX_INTERRUPTION_RECORDS = 100;
+const INFO_LOGS_FOR_DTMF = 20;
 /** Twilio sends 20 ms (160 B) per message; a full second in one message is already suspicious. */
 export const MAX_MEDIA_PAYLOAD_BYTES = 8000;
 /** Malformed frames of one kind logged at warn before further ones drop to debug. */
@@ -88,7 +98,8 @@ export type SessionAction =
 
 /** Facts for metrics; the shell adds wall-clock measures (e.g. reaction time) and records them. */
 export type MetricEvent =
-  | { name: 'interruption'; heardMs: number; cancelSent: boolean }
+  /** `truncatedMs`: the audio_end_ms sent upstream, null when nothing was truncated */
+  | { name: 'interruption'; truncatedMs: number | null; cancelSent: boolean }
   /** caller's turn ended → first agent audio frame sent to Twilio */
   | { name: 'first-audio'; latencyMs: number }
   | { name: 'upstream-error'; code: string | null }
@@ -150,6 +161,10 @@ export class CallSession {
   private reconnects = 0;
   /** set while the upstream is being re-established after a loss */
   private recovering = false;
+  private upstreamOpenedAtMs = Number.NEGATIVE_INFINITY;
+  /** a turn was waiting for its answer when the upstream died: ask the new session */
+  private responseOwed = false;
+  private dtmfCount = 0;
   /** when the caller's last turn ended, until the answer's first audio goes out */
   private turnEndedAtMs: number | null = null;
   private readonly malformedCounts = new Map<string, number>();
@@ -209,13 +224,14 @@ export class CallSession {
         else this.malformed(input.reason, input.detail, out);
         break;
       case 'upstream-open':
-        this.onUpstreamOpen(out);
+        this.onUpstreamOpen(nowMs, out);
         break;
       case 'upstream-closed':
         this.onUpstreamClosed(input.code, input.reason, nowMs, out);
         break;
       case 'twilio-closed':
-        this.end('twilio-closed', out, { closeCode: input.code });
+        // 1009: ws closed the socket for a frame over the size limit, a violation, not a hang-up.
+        this.end(input.code === 1009 ? 'protocol-violation' : 'twilio-closed', out, { closeCode: input.code });
         break;
       case 'deadline':
         this.end('max-duration', out, {});
@@ -238,6 +254,11 @@ export class CallSession {
       case 'start': {
         if (this.streamSid !== null) {
           this.violation('second-start', `a second start (streamSid ${msg.start.streamSid.slice(0, 40)})`, out);
+          return;
+        }
+        const format = msg.start.mediaFormat;
+        if (format.encoding !== 'audio/x-mulaw' || format.sampleRate !== 8000 || format.channels !== 1) {
+          this.violation('unsupported-media-format', `${format.encoding} ${format.sampleRate} Hz x${format.channels}`.slice(0, 80), out);
           return;
         }
         const auth = this.deps.authorizeStart?.(msg.start, nowMs) ?? { ok: true };
@@ -287,7 +308,8 @@ export class CallSession {
         return;
       }
       case 'dtmf':
-        log(out, 'info', 'dtmf', { digit: msg.dtmf.digit });
+        this.dtmfCount += 1;
+        log(out, this.dtmfCount <= INFO_LOGS_FOR_DTMF ? 'info' : 'debug', 'dtmf', { digit: msg.dtmf.digit.slice(0, 4), count: this.dtmfCount });
         return;
       case 'stop':
         if (this.streamSid !== null && msg.streamSid !== this.streamSid) {
@@ -325,13 +347,20 @@ export class CallSession {
     }
   }
 
-  private onUpstreamOpen(out: SessionAction[]): void {
+  private onUpstreamOpen(nowMs: number, out: SessionAction[]): void {
     this.upstream = 'open';
-    this.upstreamAttempt = 0;
+    this.upstreamOpenedAtMs = nowMs;
     if (this.recovering) out.push({ kind: 'metric', event: { name: 'reconnect', outcome: 'ok' } });
     this.recovering = false;
     out.push({ kind: 'send-realtime', event: { type: 'session.update', session: this.sessionConfig() } });
     if (this.reseedPending) this.reseed(out);
+    if (this.responseOwed) {
+      this.responseOwed = false;
+      if (!this.callerSpeaking) {
+        this.requestResponse(out);
+        log(out, 'info', 'answer re-requested on the new session', {});
+      }
+    }
     for (const audio of this.pendingAppends) out.push({ kind: 'send-realtime', event: { type: 'input_audio_buffer.append', audio } });
     log(out, 'info', 'upstream open', {
       bufferedMs: Math.round(this.pendingAppendMs),
@@ -361,6 +390,7 @@ export class CallSession {
     if (wasOpen) {
       this.reconnects += 1;
       this.recovering = true;
+      if (nowMs - this.upstreamOpenedAtMs >= HEALTHY_SESSION_MS) this.upstreamAttempt = 0;
       this.forgetUpstreamState(nowMs, out);
       log(out, 'warn', 'upstream lost: reconnecting', { closeCode: code, closeReason: reason, reconnects: this.reconnects });
     } else {
@@ -370,21 +400,26 @@ export class CallSession {
   }
 
   /**
-   * The upstream session is gone with everything it knew. Audio already with Twilio plays on (it
-   * is a coherent prefix of the answer); its items belong to the dead session, so nothing may ever
-   * reference them upstream again. The conversation survives as text, re-seeded on reconnect.
+   * The upstream session is gone with everything it knew. The answer it was giving stops here:
+   * Twilio's buffer is cleared, so what the caller heard is known exactly, and the re-seeded
+   * conversation holds the agent's words up to that point and no further. Its items belong to
+   * the dead session; nothing may reference them upstream again.
    */
   private forgetUpstreamState(nowMs: number, out: SessionAction[]): void {
-    if (this.streamingItem !== null) this.finishStreamingItem(nowMs, out);
     const heard = new Map(this.playout.heardItems(nowMs).map((h) => [h.itemId, h]));
     for (const item of this.outputItems.values()) {
       if (item.settled === null) {
-        // What was sent will be heard unless the caller cuts in: the best estimate there is.
-        item.settled = { audioEndMs: Math.floor(heard.get(item.itemId)?.sentMs ?? 0) };
-        item.deleteWhenDone = false;
+        const producedMs = Math.floor(item.producedBytes / PCM24K_BYTES_PER_MS);
+        item.settled = { audioEndMs: Math.min(Math.floor(heard.get(item.itemId)?.heardMs ?? 0), producedMs) };
         this.recordHeardTranscript(item);
       }
     }
+    this.outputItems.clear();
+    if (this.playout.isAudible() && this.streamSid !== null) out.push({ kind: 'send-twilio', message: clearMessage(this.streamSid) });
+    this.playout.newGeneration();
+    this.outbound.reset();
+    this.streamingItem = null;
+    this.responseOwed = this.response.phase !== 'none' || this.createAfterDone;
     this.response = { phase: 'none' };
     this.pendingCreateEventId = null;
     this.createAfterDone = false;
@@ -397,7 +432,7 @@ export class CallSession {
   /** Give a new upstream session the conversation so far, as text, both sides. */
   private reseed(out: SessionAction[]): void {
     this.reseedPending = false;
-    const entries = this.transcript.slice(-MAX_RESEED_ENTRIES);
+    const entries = this.transcript.filter((t) => t.text !== '').slice(-MAX_RESEED_ENTRIES);
     for (const entry of entries) {
       const item: MessageItem =
         entry.role === 'user'
@@ -531,9 +566,13 @@ export class CallSession {
         if (item !== undefined && item.settled === null) item.transcript += ev.delta;
         return;
       }
+      case 'input_audio_buffer.committed':
+        // The caller's words take their place in the conversation now, even if the transcription
+        // arrives after the answer's: a re-seeded conversation must keep question before answer.
+        if (!this.transcript.some((t) => t.itemId === ev.item_id)) this.appendTranscript({ role: 'user', itemId: ev.item_id, text: '' });
+        return;
       case 'session.created':
       case 'session.updated':
-      case 'input_audio_buffer.committed':
       case 'input_audio_buffer.cleared':
       case 'conversation.item.added':
       case 'conversation.item.done':
@@ -783,7 +822,8 @@ export class CallSession {
     this.suppressUntilMs = nowMs + this.config.suppressDeltasMs;
     this.freshResponses.clear();
     this.interruptions.push(record);
-    out.push({ kind: 'metric', event: { name: 'interruption', heardMs: record.heardMs, cancelSent: record.cancelSent } });
+    out.push({ kind: 'metric', event: { name: 'interruption', truncatedMs: record.truncated[0]?.audioEndMs ?? null, cancelSent: record.cancelSent } });
+    if (this.interruptions.length > MAX_INTERRUPTION_RECORDS) this.interruptions.shift();
     log(out, 'info', 'interruption', {
       responseId: record.responseId,
       cancelSent: record.cancelSent,
@@ -814,7 +854,12 @@ export class CallSession {
       return;
     }
     if (index >= 0) this.transcript[index] = { role, itemId, text };
-    else this.transcript.push({ role, itemId, text });
+    else this.appendTranscript({ role, itemId, text });
+  }
+
+  private appendTranscript(entry: TranscriptEntry): void {
+    this.transcript.push(entry);
+    if (this.transcript.length > MAX_TRANSCRIPT_ENTRIES) this.transcript.shift();
   }
 
   /** Forget items that can no longer be interrupted: settled, or done and no longer playing. */

@@ -129,7 +129,7 @@ export class Metrics {
     });
     this.reconnects = new Counter({
       name: 'callbridge_upstream_reconnects_total',
-      help: 'Upstream reconnect attempts, by outcome.',
+      help: 'Upstream connections lost mid-call, by how the recovery ended: ok = restored, failed = given up after the retries. One per recovery, however many connection attempts it took.',
       labelNames: ['outcome'],
       registers,
     });

@@ -63,6 +63,13 @@ function expectHeardMatchesTruncate(truncateMs: number, heardMs: number): void {
   expect(truncateMs).toBeGreaterThanOrEqual(heardMs - 60);
 }
 
+/** One sample of the Prometheus text exposition, by its full series name (labels included). */
+function sample(exposition: string, series: string): number {
+  const line = exposition.split('\n').find((l) => l.startsWith(`${series} `));
+  if (line === undefined) throw new Error(`no sample ${series} in /metrics`);
+  return Number(line.slice(series.length + 1));
+}
+
 let rig: Rig | null = null;
 afterEach(async () => {
   await rig?.close();
@@ -95,6 +102,19 @@ describe('call flow on real sockets', () => {
     expect(secondItem).toBeDefined();
     expect(rig.fake.errors).toEqual([]);
     expect(caller.protocolErrors).toEqual([]);
+
+    // What /metrics says of this call once it is over (the caller hung up with stop).
+    await eventually(() => rig!.server.calls.size === 0, 'call released');
+    const m = await rig.server.metrics.render();
+    expect(sample(m, 'callbridge_interruptions_total{cancel_sent="false"}')).toBe(1);
+    expect(sample(m, 'callbridge_interruptions_total{cancel_sent="true"}')).toBe(0);
+    expect(sample(m, 'callbridge_barge_in_reaction_ms_count')).toBe(1);
+    expect(sample(m, 'callbridge_first_audio_latency_ms_count')).toBe(2);
+    expect(sample(m, 'callbridge_interruption_heard_ms_count')).toBe(1);
+    // what the model was told the caller heard, not how much of the generation had played
+    expect(Math.abs(sample(m, 'callbridge_interruption_heard_ms_sum') - (truncate?.audio_end_ms ?? -1))).toBeLessThanOrEqual(1);
+    expect(sample(m, 'callbridge_calls_total{outcome="completed"}')).toBe(1);
+    expect(sample(m, 'callbridge_active_calls')).toBe(0);
   });
 
   it('barge-in during generation: cancel with the response id, and no late audio reaches the caller', async () => {
@@ -211,7 +231,7 @@ describe('call flow on real sockets', () => {
     await eventually(() => sentOfType(rig!.fake, 1, 'response.done').length === 1, 'answered');
     await caller.hangUp();
     await eventually(() => rig!.server.calls.size === 0, 'call removed');
-    const callLines = rig.logs.filter((l) => 'connectionId' in l && l.msg !== 'call session failed; ending call');
+    const callLines = rig.logs.filter((l) => 'connectionId' in l && l.msg !== 'call failed; ending call');
     expect(callLines.length).toBeGreaterThan(3);
     const afterStart = callLines.slice(callLines.findIndex((l) => l.msg === 'call started'));
     for (const line of afterStart) expect(line).toMatchObject({ callSid: caller.callSid, streamSid: caller.streamSid });

@@ -40,31 +40,57 @@ async function outcome(closed: Promise<number>, ms = 300): Promise<number | 'ope
   return Promise.race([closed, new Promise<'open'>((r) => setTimeout(() => r('open'), ms))]);
 }
 
-type Case = [name: string, frames: Array<string | Buffer>, expected: number | 'open'];
+/** `ignored`: the frame is dropped with this reason in the log; a number: the stream is closed with it. */
+type Case = [name: string, frames: Array<string | Buffer>, expected: { ignored: string } | number];
 const CASES: Case[] = [
-  ['non-JSON text', ['{"event":'], 'open'],
-  ['a JSON array', ['[1,2,3]'], 'open'],
-  ['an unknown event', ['{"event":"party","streamSid":"MZ1"}'], 'open'],
-  ['a wrong type', [media(12345)], 'open'],
-  ['bad base64', [media('***not base64***')], 'open'],
-  ['odd-length base64', [media('AAA')], 'open'],
-  ['media before start', [media('//8=')], 'open'],
-  ['an oversized payload', [START, media(Buffer.alloc(30_000, 0xff).toString('base64'))], 'open'],
+  ['non-JSON text', ['{"event":'], { ignored: 'not-json' }],
+  ['a JSON array', ['[1,2,3]'], { ignored: 'not-object' }],
+  ['an unknown event', ['{"event":"party","streamSid":"MZ1"}'], { ignored: 'unknown-event' }],
+  ['a wrong type', [media(12345)], { ignored: 'wrong-type' }],
+  ['bad base64', [media('***not base64***')], { ignored: 'bad-payload' }],
+  ['odd-length base64', [media('AAA')], { ignored: 'bad-payload' }],
+  ['media before start', [media('//8=')], { ignored: 'media-before-start' }],
+  ['an oversized payload', [START, media(Buffer.alloc(30_000, 0xff).toString('base64'))], { ignored: 'oversized-payload' }],
   ['a binary frame', [Buffer.from([1, 2, 3])], 1008],
   ['a second start', [START, START], 1008],
   ['media for another stream', [START, media('//8=', 'MZ00000000000000000000000000000000')], 1008],
   ['a frame over the size limit', [START, 'x'.repeat(70 * 1024)], 1009],
 ];
 
+const appendsOn = (r: Rig, connectionId: number): number =>
+  r.fake.received.filter((e) => e.connectionId === connectionId && e.event.type === 'input_audio_buffer.append').length;
+
 describe('hostile input', () => {
   it.each(CASES)('answers %s deliberately', async (_name, frames, expected) => {
     rig = await startRig();
     const { ws, closed } = await open(rig.mediaUrl);
     for (const f of frames) ws.send(f);
-    expect(await outcome(closed)).toBe(expected);
+    const sentStart = frames.includes(START);
+    expect(await outcome(closed)).toBe(typeof expected === 'number' ? expected : 'open');
+    if (typeof expected !== 'number') {
+      // The frame went nowhere: held audio is flushed right after session.update, so once that
+      // has arrived upstream, an append of the ignored frame would have arrived with it.
+      if (sentStart) {
+        await rig.fake.waitForReceived((r) => r.connectionId === 1 && r.event.type === 'session.update');
+        expect(rig.fake.connectionsOpened).toBe(1);
+        expect(appendsOn(rig, 1)).toBe(0);
+      } else {
+        expect(rig.fake.connectionsOpened).toBe(0);
+      }
+      const ignored = rig.logs.filter((l) => l.msg === 'ignored invalid twilio frame');
+      expect(ignored).toHaveLength(1);
+      expect(ignored[0]).toMatchObject({ level: 'warn', reason: expected.ignored, connectionId: 1 });
+    }
     ws.terminate();
     // and the server still serves
     expect((await fetch(`${rig.baseUrl}/healthz`)).status).toBe(200);
+    if (sentStart && typeof expected === 'number') {
+      // a stream that broke the protocol after it started is counted as rejected, not as a hang-up
+      await eventually(() => rig!.server.startedCalls === 0, 'call ended');
+      const metrics = await rig.server.metrics.render();
+      expect(metrics).toMatch(/callbridge_calls_total\{outcome="rejected"\} 1\n/);
+      expect(metrics).toMatch(/callbridge_calls_total\{outcome="caller-hung-up"\} 0\n/);
+    }
   });
 
   it('a flood of malformed frames on one connection leaves a normal call beside it untouched', async () => {
@@ -78,6 +104,8 @@ describe('hostile input', () => {
     });
     const caller = rig.caller({ audio: loadCallerMulaw('caller-question'), segments: [{ audio: loadCallerMulaw('caller-yes'), start: { afterHeardMs: 1200 } }] });
     await caller.start();
+    // Fuzz connections that send START open upstream sessions too: the normal call must be 1.
+    await rig.fake.waitForConnections(1);
 
     // Deterministic pseudo-random frames of every broken kind, on connections reopened as the
     // server closes them for protocol violations.

@@ -4,7 +4,10 @@
  */
 import twilio from 'twilio';
 import { afterEach, describe, expect, it } from 'vitest';
-import { eventually, sentOfType, startRig } from '../support/call-rig.js';
+import WebSocket from 'ws';
+import { CALL_TOKEN_TTL_MS } from '../../src/twilio/call-token.js';
+import { MIN_PENDING_STREAMS } from '../../src/server.js';
+import { eventually, sentOfType, sleep, startRig } from '../support/call-rig.js';
 import type { Rig } from '../support/call-rig.js';
 import { loadCallerMulaw } from '../support/fixtures.js';
 
@@ -16,10 +19,29 @@ const SECURE_ENV = { TWILIO_AUTH_TOKEN: AUTH_TOKEN, PUBLIC_URL: PUBLIC };
 const FORM = { CallSid: CALL_SID, AccountSid: 'AC0123456789abcdef0123456789abcdef', From: '+15550001111', To: '+15552223333' };
 
 let rig: Rig | null = null;
+const idleSockets: WebSocket[] = [];
 afterEach(async () => {
+  for (const ws of idleSockets.splice(0)) ws.terminate();
   await rig?.close();
   rig = null;
 });
+
+/** A media-stream connection that never sends anything. */
+async function openIdle(r: Rig): Promise<WebSocket> {
+  const ws = new WebSocket(r.mediaUrl);
+  idleSockets.push(ws);
+  ws.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused with HTTP ${res.statusCode ?? '?'}`)));
+  });
+  return ws;
+}
+
+/** Settles to 'pending' if `promise` has not settled by the next macrotask. */
+async function settled<T>(promise: Promise<T>): Promise<T | 'pending'> {
+  return Promise.race([promise, new Promise<'pending'>((r) => setImmediate(() => r('pending')))]);
+}
 
 function sign(url: string, params: Record<string, string>): string {
   return twilio.getExpectedTwilioSignature(AUTH_TOKEN, url, params);
@@ -119,7 +141,7 @@ describe('limits and draining', () => {
     rig = await startRig({ env: { MAX_CALLS: '1' } });
     const caller = rig.caller({ audio: loadCallerMulaw('caller-yes') });
     await caller.start();
-    await eventually(() => rig!.server.calls.size === 1, 'first call live');
+    await eventually(() => rig!.server.startedCalls === 1, 'first call live');
     const res = await postWebhook(rig, {});
     const xml = await res.text();
     expect(xml).toContain('<Say>');
@@ -144,5 +166,67 @@ describe('limits and draining', () => {
     expect(await rig.server.waitForCallsToFinish(50)).toBe(false);
     await Promise.all([live.hangUp(), answeredEarlier.hangUp()]);
     expect(await rig.server.waitForCallsToFinish(2000)).toBe(true);
+  });
+
+  it('counts a call answered by the webhook against MAX_CALLS until its stream starts, for the token lifetime at most', async () => {
+    let now = Date.now();
+    rig = await startRig({ env: { MAX_CALLS: '1' }, wallClock: () => now });
+    expect(await (await postWebhook(rig, {})).text()).toContain('<Stream');
+    // the line is promised to that caller: a second call is busy though no stream is open yet
+    expect(await (await postWebhook(rig, {}, { ...FORM, CallSid: 'CA11111111111111111111111111111111' })).text()).toContain('<Hangup/>');
+    // a stream that never came is forgotten once its token could no longer start it
+    now += CALL_TOKEN_TTL_MS;
+    expect(await (await postWebhook(rig, {}, { ...FORM, CallSid: 'CA22222222222222222222222222222222' })).text()).toContain('<Stream');
+  });
+
+  it('idle sockets that never send start do not make the line busy, and beyond the pending cap the upgrade is refused with 503', async () => {
+    rig = await startRig({ env: { MAX_CALLS: '2' } });
+    for (let i = 0; i < MIN_PENDING_STREAMS; i++) await openIdle(rig);
+    await eventually(() => rig!.server.calls.size === MIN_PENDING_STREAMS, 'every idle socket accepted');
+    const xml = await (await postWebhook(rig, {})).text();
+    expect(xml).toContain('<Stream');
+    expect(xml).not.toContain('<Hangup/>');
+
+    const refused = rig.caller({ audio: loadCallerMulaw('caller-yes') });
+    await expect(refused.start()).rejects.toThrow(/503/);
+    expect(refused.handshakeStatus).toBe(503);
+    expect(rig.fake.connectionsOpened).toBe(0);
+    expect(rig.logs.some((l) => l.msg === 'media stream refused: too many connections waiting for start')).toBe(true);
+
+    // a slot frees as soon as a pending socket goes, and a real call takes it
+    idleSockets.pop()?.terminate();
+    await eventually(() => rig!.server.calls.size === MIN_PENDING_STREAMS - 1, 'idle socket released');
+    const caller = rig.caller({ audio: loadCallerMulaw('caller-yes'), callSid: FORM.CallSid });
+    await caller.start();
+    await eventually(() => rig!.server.startedCalls === 1, 'the real call started');
+    await caller.hangUp();
+  });
+
+  it('while draining, waits for the stream of a call answered just before the drain, and serves it', async () => {
+    rig = await startRig({ env: SECURE_ENV, upstream: { speed: Number.POSITIVE_INFINITY } });
+    const token = await tokenFor(rig, CALL_SID);
+    rig.server.startDraining();
+    const drained = rig.server.waitForCallsToFinish(20_000);
+    await sleep(300);
+    expect(await settled(drained)).toBe('pending');
+
+    const caller = rig.caller({ callSid: CALL_SID, headers: { 'x-twilio-signature': sign(STREAM_URL, {}) }, customParameters: { callToken: token }, audio: loadCallerMulaw('caller-yes') });
+    await caller.start();
+    await eventually(() => sentOfType(rig!.fake, 1, 'response.done').length === 1, 'answered while draining');
+    expect(caller.closeCode).toBeUndefined();
+    expect(await settled(drained)).toBe('pending');
+    await caller.hangUp();
+    expect(await drained).toBe(true);
+    expect(rig.server.calls.size).toBe(0);
+  });
+
+  it('a drain does not wait for an answered stream once its token has expired', async () => {
+    let now = Date.now();
+    rig = await startRig({ env: SECURE_ENV, wallClock: () => now });
+    await tokenFor(rig, CALL_SID);
+    rig.server.startDraining();
+    expect(await rig.server.waitForCallsToFinish(250)).toBe(false);
+    now += CALL_TOKEN_TTL_MS;
+    expect(await rig.server.waitForCallsToFinish(1000)).toBe(true);
   });
 });

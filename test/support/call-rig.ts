@@ -36,12 +36,21 @@ export async function startRig(options: {
   upstream?: LocalRealtimeServerSettings;
   agent?: Partial<AgentConfig>;
   env?: NodeJS.ProcessEnv;
+  /** applied over the config loaded from `env` (the rig's port, host and log level still win) */
+  config?: Partial<AppConfig>;
   recorderFactory?: RecorderFactory;
   wallClock?: () => number;
 } = {}): Promise<Rig> {
   const fake = await startLocalRealtimeServer({ ...options.upstream, record: true });
   const base = loadConfig({ OPENAI_REALTIME_URL: fake.url, REALTIME_BACKEND: 'openai', ...options.env });
-  const config: AppConfig = { ...base, port: 0, host: '127.0.0.1', logLevel: 'debug', agent: { ...base.agent, ...options.agent } };
+  const config: AppConfig = {
+    ...base,
+    ...options.config,
+    port: 0,
+    host: '127.0.0.1',
+    logLevel: 'debug',
+    agent: { ...base.agent, ...options.config?.agent, ...options.agent },
+  };
   const logs: LogLine[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {

@@ -8,7 +8,7 @@ import type { AgentConfig } from '../../src/config.js';
 import { CallSession } from '../../src/call/session.js';
 import type { SessionAction, SessionDeps, SessionInput } from '../../src/call/session.js';
 import type { RealtimeClientEvent, RealtimeServerEvent } from '../../src/realtime/events.js';
-import type { TwilioOutbound } from '../../src/twilio/messages.js';
+import type { TwilioOutbound, TwilioStart } from '../../src/twilio/messages.js';
 import { readFileSync } from 'node:fs';
 
 export const STREAM_SID = 'MZ00000000000000000000000000000001';
@@ -69,24 +69,28 @@ export class SessionHarness {
     return this.feed({ kind: 'realtime', event: { ...event, event_id: eid() } as RealtimeServerEvent });
   }
 
+  /** Twilio's `start` message; fields can be overridden to build broken ones. */
+  static startMessage(start: Partial<TwilioStart['start']> = {}): TwilioStart {
+    const full: TwilioStart['start'] = {
+      streamSid: STREAM_SID,
+      accountSid: 'AC00000000000000000000000000000001',
+      callSid: CALL_SID,
+      tracks: ['inbound'],
+      customParameters: {},
+      mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+      ...start,
+    };
+    return { event: 'start', sequenceNumber: '1', streamSid: full.streamSid, start: full };
+  }
+
+  /** Twilio `start` only: the upstream has not opened yet. */
+  sendStart(start: Partial<TwilioStart['start']> = {}): SessionAction[] {
+    return this.feed({ kind: 'twilio', message: SessionHarness.startMessage(start) });
+  }
+
   /** Twilio `start`, then the upstream opens. */
   startCall(): void {
-    this.feed({
-      kind: 'twilio',
-      message: {
-        event: 'start',
-        sequenceNumber: '1',
-        streamSid: STREAM_SID,
-        start: {
-          streamSid: STREAM_SID,
-          accountSid: 'AC00000000000000000000000000000001',
-          callSid: CALL_SID,
-          tracks: ['inbound'],
-          customParameters: {},
-          mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
-        },
-      },
-    });
+    this.sendStart();
     this.feed({ kind: 'upstream-open' });
   }
 

@@ -45,22 +45,7 @@ describe('session setup', () => {
 
   it('buffers caller audio that arrives before the upstream opens and sends it, in order, after session.update', () => {
     const h = new SessionHarness();
-    h.feed({
-      kind: 'twilio',
-      message: {
-        event: 'start',
-        sequenceNumber: '1',
-        streamSid: STREAM_SID,
-        start: {
-          streamSid: STREAM_SID,
-          accountSid: 'AC1',
-          callSid: 'CA1',
-          tracks: ['inbound'],
-          customParameters: {},
-          mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
-        },
-      },
-    });
+    h.sendStart();
     for (let i = 0; i < 10; i++) h.callerMedia(SILENCE_20MS_MULAW);
     expect(h.actions.filter((a) => a.action.kind === 'send-realtime')).toHaveLength(0);
     h.feed({ kind: 'upstream-open' });
@@ -75,15 +60,7 @@ describe('session setup', () => {
 
   it('bounds the pre-open buffer by dropping the oldest audio, and says so once', () => {
     const h = new SessionHarness(defaultAgentConfig({ maxBufferedInboundMs: 200 }));
-    h.feed({
-      kind: 'twilio',
-      message: {
-        event: 'start',
-        sequenceNumber: '1',
-        streamSid: STREAM_SID,
-        start: { streamSid: STREAM_SID, accountSid: 'AC1', callSid: 'CA1', tracks: ['inbound'], customParameters: {}, mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } },
-      },
-    });
+    h.sendStart();
     for (let i = 0; i < 30; i++) h.callerMedia(SILENCE_20MS_MULAW);
     h.feed({ kind: 'upstream-open' });
     const appends = h.actions.filter(({ action }) => action.kind === 'send-realtime' && action.event.type === 'input_audio_buffer.append');
@@ -566,6 +543,7 @@ describe('interruption details', () => {
     h.fullResponse('resp_1', 'item_a', 2000);
     h.advance(450);
     const out = h.speechStarted();
+    expect(out.find((a) => a.kind === 'metric')).toEqual({ kind: 'metric', event: { name: 'interruption', truncatedMs: 450, cancelSent: false } });
     const line = out.find((a) => a.kind === 'log' && a.msg === 'interruption');
     expect(line).toMatchObject({
       level: 'info',
@@ -647,29 +625,59 @@ describe('upstream faults', () => {
     h.realtime({ type: 'response.output_audio_transcript.done', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 0, transcript: 'one two three four' });
     h.advance(500);
     const lost = h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
-    expect(lost.filter((a) => a.kind === 'connect-upstream')).toEqual([{ kind: 'connect-upstream', attempt: 1, delayMs: 0 }]);
+    // the first session lived under HEALTHY_SESSION_MS, so this is the second attempt: 250 ms
+    expect(lost.filter((a) => a.kind === 'connect-upstream')).toEqual([{ kind: 'connect-upstream', attempt: 2, delayMs: 250 }]);
     expect(lost.some((a) => a.kind === 'end-call')).toBe(false);
+    // the answer stops where the caller is: Twilio's buffer is cleared
+    expect(types(lost.flatMap((a) => (a.kind === 'send-twilio' ? [a.message] : [])))).toEqual(['clear']);
     h.callerMedia(SILENCE_20MS_MULAW); // buffered while reconnecting
     const before = h.mark();
     h.feed({ kind: 'upstream-open' });
     const sent = h.toRealtime(before);
-    expect(sent.map((e) => e.type)).toEqual(['session.update', 'conversation.item.create', 'conversation.item.create']);
+    expect(sent.map((e) => e.type)).toEqual(['session.update', 'conversation.item.create', 'conversation.item.create', 'response.create']);
     expect(sent[1]).toEqual({ type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'book a table' }] } });
-    expect(sent[2]).toEqual({ type: 'conversation.item.create', item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'one two three four' }] } });
+    // 500 of 2000 ms were heard: the agent's turn is cut to its first quarter
+    expect(sent[2]).toEqual({ type: 'conversation.item.create', item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'one' }] } });
     const appends = h.actions.slice(before).filter(({ action }) => action.kind === 'send-realtime' && action.event.type === 'input_audio_buffer.append');
     expect(appends).toHaveLength(1);
-    // the next turn is answered, and a barge-in on the old audio clears it without naming dead items
-    const beforeTurn = h.mark();
-    h.speechStarted();
-    expect(h.toRealtime(beforeTurn)).toEqual([]);
-    expect(types(h.toTwilio(beforeTurn))).toEqual(['clear']);
+  });
+
+  it('re-seeds the caller’s words before the answer even when their transcription arrived late', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.realtime({ type: 'input_audio_buffer.committed', item_id: 'item_u1', previous_item_id: null });
     h.speechStopped();
-    expect(types(h.toRealtime(beforeTurn))).toEqual(['response.create']);
+    h.fullResponse('resp_1', 'item_a', 200);
+    h.realtime({ type: 'response.output_audio_transcript.done', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 0, transcript: 'sure thing' });
+    h.realtime({ type: 'conversation.item.input_audio_transcription.completed', item_id: 'item_u1', content_index: 0, transcript: 'hello' });
+    h.advance(6000);
+    h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
+    const before = h.mark();
+    h.feed({ kind: 'upstream-open' });
+    const seeded = h.toRealtime(before).filter((e) => e.type === 'conversation.item.create');
+    expect(seeded.map((e) => (e.type === 'conversation.item.create' ? e.item.role : ''))).toEqual(['user', 'assistant']);
+  });
+
+  it('gives up on an upstream that accepts every connection and drops it at once', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    let attempts = 0;
+    for (let i = 0; i < 50 && !h.session.isEnded; i++) {
+      h.advance(100);
+      const out = h.feed({ kind: 'upstream-closed', code: 1011, reason: 'overloaded' });
+      if (out.some((a) => a.kind === 'connect-upstream')) {
+        attempts += 1;
+        h.feed({ kind: 'upstream-open' });
+      }
+    }
+    expect(h.session.isEnded).toBe(true);
+    expect(attempts).toBe(5); // plus the first connection: six sessions in all, then no more
+    expect(h.actions.find((a) => a.action.kind === 'end-call')?.action).toMatchObject({ reason: 'upstream-failed' });
   });
 
   it('retries a failing connection with backoff, then gives up: REST hang-up and a clean end', () => {
     const h = new SessionHarness();
-    h.feed({ kind: 'twilio', message: { event: 'start', sequenceNumber: '1', streamSid: STREAM_SID, start: { streamSid: STREAM_SID, accountSid: 'AC1', callSid: 'CA1', tracks: ['inbound'], customParameters: {}, mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } } } });
+    h.sendStart();
     const delays: number[] = [];
     let last: ReturnType<SessionHarness['feed']> = [];
     for (let i = 0; i < 10 && !h.session.isEnded; i++) {
@@ -681,10 +689,11 @@ describe('upstream faults', () => {
     expect(last.find((a) => a.kind === 'end-call')).toEqual({ kind: 'end-call', reason: 'upstream-failed', closeCode: 1011 });
   });
 
-  it('starts counting retries afresh after a successful reconnection', () => {
+  it('starts counting retries afresh after a reconnected session proved healthy', () => {
     const h = new SessionHarness();
     h.startCall();
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 10; i++) {
+      h.advance(5000);
       const out = h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
       expect(out.find((a) => a.kind === 'connect-upstream')).toMatchObject({ delayMs: 0 });
       h.feed({ kind: 'upstream-open' });
@@ -697,7 +706,7 @@ describe('hostile input', () => {
   it('closes the stream with 1008 on a second start, a wrong streamSid or a binary frame', () => {
     const second = new SessionHarness();
     second.startCall();
-    const out = second.feed({ kind: 'twilio', message: { event: 'start', sequenceNumber: '9', streamSid: 'MZx', start: { streamSid: 'MZx', accountSid: 'AC1', callSid: 'CA9', tracks: [], customParameters: {}, mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } } } });
+    const out = second.sendStart({ streamSid: 'MZx', callSid: 'CA9' });
     expect(out.find((a) => a.kind === 'end-call')).toEqual({ kind: 'end-call', reason: 'protocol-violation', closeCode: 1008 });
 
     const wrong = new SessionHarness();
@@ -723,6 +732,19 @@ describe('hostile input', () => {
     expect(h.session.isEnded).toBe(false);
   });
 
+  it('closes a stream whose media format is not 8 kHz mu-law', () => {
+    const h = new SessionHarness();
+    const out = h.sendStart({ mediaFormat: { encoding: 'audio/x-alaw', sampleRate: 8000, channels: 1 } });
+    expect(kinds(out)).toEqual(['end-call']);
+    expect(out.find((a) => a.kind === 'end-call')).toMatchObject({ reason: 'protocol-violation', closeCode: 1008 });
+  });
+
+  it('counts a socket closed for an oversized frame as a violation, not a hang-up', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    expect(h.feed({ kind: 'twilio-closed', code: 1009 }).find((a) => a.kind === 'end-call')).toMatchObject({ reason: 'protocol-violation' });
+  });
+
   it('ignores oversized media payloads and media before start', () => {
     const h = new SessionHarness();
     expect(kinds(h.callerMedia(SILENCE_20MS_MULAW))).toEqual([]);
@@ -734,7 +756,7 @@ describe('hostile input', () => {
 
   it('refuses a start that is not authorised: nothing goes upstream', () => {
     const h = new SessionHarness(defaultAgentConfig(), { authorizeStart: () => ({ ok: false, reason: 'expired' }) });
-    h.feed({ kind: 'twilio', message: { event: 'start', sequenceNumber: '1', streamSid: STREAM_SID, start: { streamSid: STREAM_SID, accountSid: 'AC1', callSid: 'CA1', tracks: ['inbound'], customParameters: { callToken: 'x' }, mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } } } });
+    h.sendStart({ customParameters: { callToken: 'x' } });
     expect(kinds(h.actions.map((a) => a.action))).toEqual(['end-call']);
     expect(h.actions.find((a) => a.action.kind === 'end-call')?.action).toEqual({ kind: 'end-call', reason: 'unauthorized', closeCode: 1008 });
   });
