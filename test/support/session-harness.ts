@@ -69,6 +69,16 @@ export class SessionHarness {
     return this.feed({ kind: 'realtime', event: { ...event, event_id: eid() } as RealtimeServerEvent });
   }
 
+  /** A call whose caller just finished a turn and whose answer (resp_1, item item_a) has begun. */
+  static answering(config?: AgentConfig): SessionHarness {
+    const h = new SessionHarness(config);
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    return h;
+  }
+
   /** Twilio's `start` message; fields can be overridden to build broken ones. */
   static startMessage(start: Partial<TwilioStart['start']> = {}): TwilioStart {
     const full: TwilioStart['start'] = {

@@ -117,11 +117,7 @@ describe('turn-taking', () => {
 
 describe('outbound audio', () => {
   it('sends each delta to Twilio at once as 20 ms frames, with a mark at least every 100 ms and at the end', () => {
-    const h = new SessionHarness();
-    h.startCall();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.itemAdded('resp_1', 'item_a');
+    const h = SessionHarness.answering();
     const before = h.mark();
     h.delta('resp_1', 'item_a', 250);
     const first = h.toTwilio(before);
@@ -180,11 +176,7 @@ describe('interruption routine (one test per mistake public bridges make)', () =
   });
 
   it('counts audio played, not time elapsed, when generation stalls and Twilio’s buffer runs dry', () => {
-    const h = new SessionHarness();
-    h.startCall();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.itemAdded('resp_1', 'item_a');
+    const h = SessionHarness.answering();
     h.delta('resp_1', 'item_a', 600);
     h.advance(2000); // 600 ms played, then 1.4 s of dead air: the generation stalled
     h.delta('resp_1', 'item_a', 600);
@@ -198,11 +190,7 @@ describe('interruption routine (one test per mistake public bridges make)', () =
   });
 
   it('never truncates beyond what was sent when Twilio is slow to acknowledge', () => {
-    const h = new SessionHarness();
-    h.startCall();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.itemAdded('resp_1', 'item_a');
+    const h = SessionHarness.answering();
     h.delta('resp_1', 'item_a', 500);
     h.twilioEchoesMarks = false; // acknowledgements lost in transit
     h.advance(5000);
@@ -215,11 +203,7 @@ describe('interruption routine (one test per mistake public bridges make)', () =
   });
 
   it('uses the assistant item id, never the response id, and the content_index from the deltas', () => {
-    const h = new SessionHarness();
-    h.startCall();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.itemAdded('resp_1', 'item_a');
+    const h = SessionHarness.answering();
     h.realtime({ type: 'response.output_audio.delta', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 2, delta: Buffer.alloc(48 * 400).toString('base64') });
     h.advance(250);
     const before = h.mark();
@@ -232,11 +216,7 @@ describe('interruption routine (one test per mistake public bridges make)', () =
   });
 
   it('deletes the item instead of truncating at 0 when the caller heard none of it', () => {
-    const h = new SessionHarness();
-    h.startCall();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.itemAdded('resp_1', 'item_a');
+    const h = SessionHarness.answering();
     const before = h.mark();
     h.speechStarted(); // before any audio arrived
     // deleting an item its response is still generating would race the generation
@@ -290,11 +270,7 @@ describe('interruption routine (one test per mistake public bridges make)', () =
   });
 
   it('cancels an active response exactly once, with its response_id', () => {
-    const h = new SessionHarness();
-    h.startCall();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.itemAdded('resp_1', 'item_a');
+    const h = SessionHarness.answering();
     h.delta('resp_1', 'item_a', 300);
     h.advance(200);
     h.speechStarted();
@@ -321,11 +297,7 @@ describe('interruption routine (one test per mistake public bridges make)', () =
   });
 
   it('drops every late delta of the interrupted response after clear, and all deltas for the suppression window', () => {
-    const h = new SessionHarness();
-    h.startCall();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.itemAdded('resp_1', 'item_a');
+    const h = SessionHarness.answering();
     h.delta('resp_1', 'item_a', 400);
     h.advance(200);
     h.speechStarted();
@@ -415,11 +387,7 @@ describe('interruption routine (one test per mistake public bridges make)', () =
   });
 
   it('truncates the item being heard and deletes a later one not yet reached', () => {
-    const h = new SessionHarness();
-    h.startCall();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.itemAdded('resp_1', 'item_a');
+    const h = SessionHarness.answering();
     h.delta('resp_1', 'item_a', 1000);
     h.audioDone('resp_1', 'item_a');
     h.itemAdded('resp_1', 'item_b');
@@ -436,11 +404,7 @@ describe('interruption routine (one test per mistake public bridges make)', () =
   });
 
   it('keeps the heard share of the agent’s words in the transcript', () => {
-    const h = new SessionHarness();
-    h.startCall();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.itemAdded('resp_1', 'item_a');
+    const h = SessionHarness.answering();
     h.delta('resp_1', 'item_a', 2000);
     h.realtime({ type: 'response.output_audio_transcript.done', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 0, transcript: 'one two three four five six seven eight nine ten' });
     h.advance(1000);
@@ -451,11 +415,7 @@ describe('interruption routine (one test per mistake public bridges make)', () =
 
 describe('interruption details', () => {
   it('counts played audio after a stall that ends between two marks', () => {
-    const h = new SessionHarness();
-    h.startCall();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.itemAdded('resp_1', 'item_a');
+    const h = SessionHarness.answering();
     h.delta('resp_1', 'item_a', 650); // not a multiple of the mark interval
     h.advance(2650); // all of it played, then 2 s of dead air
     h.delta('resp_1', 'item_a', 600);
@@ -468,11 +428,7 @@ describe('interruption details', () => {
   });
 
   it('never truncates past the audio the model produced', () => {
-    const h = new SessionHarness();
-    h.startCall();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.itemAdded('resp_1', 'item_a');
+    const h = SessionHarness.answering();
     h.delta('resp_1', 'item_a', 100);
     h.audioDone('resp_1', 'item_a'); // 102.5 ms sent: the filter's last 2.5 ms were drained
     h.advance(101);
@@ -484,11 +440,7 @@ describe('interruption details', () => {
   });
 
   it('drops the partial frame and filter history of the interrupted answer', () => {
-    const h = new SessionHarness();
-    h.startCall();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.itemAdded('resp_1', 'item_a');
+    const h = SessionHarness.answering();
     h.delta('resp_1', 'item_a', 250); // 10 ms wait in the framer
     h.advance(100);
     h.speechStarted();
@@ -508,11 +460,7 @@ describe('interruption details', () => {
   });
 
   it('flushes an item’s tail when its response ends without output_audio.done', () => {
-    const h = new SessionHarness();
-    h.startCall();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.itemAdded('resp_1', 'item_a');
+    const h = SessionHarness.answering();
     h.delta('resp_1', 'item_a', 110);
     const before = h.mark();
     h.realtime({ type: 'response.done', response: { id: 'resp_1', status: 'incomplete', output: [] } });
@@ -520,11 +468,7 @@ describe('interruption details', () => {
   });
 
   it('does not interrupt again while the interrupted response is still being cancelled', () => {
-    const h = new SessionHarness();
-    h.startCall();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.itemAdded('resp_1', 'item_a');
+    const h = SessionHarness.answering();
     h.delta('resp_1', 'item_a', 300);
     h.advance(100);
     h.speechStarted();
