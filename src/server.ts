@@ -21,6 +21,8 @@ import { busyTwiml, connectStreamTwiml, streamUrlFrom } from './twilio/twiml.js'
 
 /** A media frame is < 1 KiB; anything near this bound is not Twilio. */
 export const MAX_WS_MESSAGE_BYTES = 64 * 1024;
+/** How long an answered call counts against MAX_CALLS (and holds a drain) until its stream starts. */
+export const ANSWERED_STREAM_WAIT_MS = 15_000;
 /** How long ending all calls waits for the peers' close handshakes before cutting sockets. */
 const END_CALLS_GRACE_MS = 3000;
 /**
@@ -92,8 +94,10 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
   const liveCallSids = new Set<string>();
   // Calls the webhook handed a <Stream> whose stream has not started here yet (callSid → wall-clock
   // ms). They count against MAX_CALLS and hold a drain open: the caller is already connected and
-  // the stream is on its way. The stream may land on another replica, so an entry that never
-  // starts is forgotten once the call token it carried has expired and no stream could use it.
+  // the stream is on its way. Twilio opens the stream within a second or two; one that has not
+  // started here after ANSWERED_STREAM_WAIT_MS went to another replica (or the caller hung up),
+  // and holding its slot for the token's whole lifetime would make a fleet busy at a fraction of
+  // its load.
   const answeredNotStarted = new Map<string, number>();
   let startedCalls = 0;
   let pendingStreams = 0;
@@ -101,7 +105,7 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
   const freshAnsweredCount = (): number => {
     const now = wallClock();
     for (const [callSid, answeredAtMs] of answeredNotStarted) {
-      if (!(now - answeredAtMs < CALL_TOKEN_TTL_MS)) answeredNotStarted.delete(callSid);
+      if (!(now - answeredAtMs < ANSWERED_STREAM_WAIT_MS)) answeredNotStarted.delete(callSid);
     }
     return answeredNotStarted.size;
   };

@@ -131,6 +131,8 @@ interface OutputItem {
   settled: null | { audioEndMs: number };
   /** heard none of it while its response was still generating: delete once the response is done */
   deleteWhenDone: boolean;
+  /** ms of it handed to Twilio: an item sent but no longer tracked by playout was heard in full */
+  sentMs: number;
 }
 
 /** A barge-in decision, for logs and (later) metrics. */
@@ -356,10 +358,8 @@ export class CallSession {
     if (this.reseedPending) this.reseed(out);
     if (this.responseOwed) {
       this.responseOwed = false;
-      if (!this.callerSpeaking) {
-        this.requestResponse(out);
-        log(out, 'info', 'answer re-requested on the new session', {});
-      }
+      this.requestResponse(out);
+      log(out, 'info', 'answer re-requested on the new session', {});
     }
     for (const audio of this.pendingAppends) out.push({ kind: 'send-realtime', event: { type: 'input_audio_buffer.append', audio } });
     log(out, 'info', 'upstream open', {
@@ -408,18 +408,23 @@ export class CallSession {
   private forgetUpstreamState(nowMs: number, out: SessionAction[]): void {
     const heard = new Map(this.playout.heardItems(nowMs).map((h) => [h.itemId, h]));
     for (const item of this.outputItems.values()) {
-      if (item.settled === null) {
-        const producedMs = Math.floor(item.producedBytes / PCM24K_BYTES_PER_MS);
-        item.settled = { audioEndMs: Math.min(Math.floor(heard.get(item.itemId)?.heardMs ?? 0), producedMs) };
-        this.recordHeardTranscript(item);
-      }
+      if (item.settled !== null) continue;
+      const h = heard.get(item.itemId);
+      // Sent, and no longer tracked by playout: it played to the end and its transcript stands.
+      if (h === undefined && item.sentMs > 0) continue;
+      const producedMs = Math.floor(item.producedBytes / PCM24K_BYTES_PER_MS);
+      item.settled = { audioEndMs: Math.min(Math.floor(h?.heardMs ?? 0), producedMs) };
+      this.recordHeardTranscript(item);
     }
     this.outputItems.clear();
     if (this.playout.isAudible() && this.streamSid !== null) out.push({ kind: 'send-twilio', message: clearMessage(this.streamSid) });
     this.playout.newGeneration();
     this.outbound.reset();
     this.streamingItem = null;
-    this.responseOwed = this.response.phase !== 'none' || this.createAfterDone;
+    // Owed: an answer the caller is waiting for. An interrupted one is not: the caller moved on.
+    const r = this.response;
+    this.responseOwed =
+      (r.phase === 'active' && !this.interruptedResponses.has(r.id)) || (r.phase === 'requested' && !r.cancelOnCreated) || this.createAfterDone;
     this.response = { phase: 'none' };
     this.pendingCreateEventId = null;
     this.createAfterDone = false;
@@ -506,6 +511,7 @@ export class CallSession {
             transcript: '',
             settled: null,
             deleteWhenDone: false,
+            sentMs: 0,
           });
         }
         return;
@@ -569,7 +575,9 @@ export class CallSession {
       case 'input_audio_buffer.committed':
         // The caller's words take their place in the conversation now, even if the transcription
         // arrives after the answer's: a re-seeded conversation must keep question before answer.
-        if (!this.transcript.some((t) => t.itemId === ev.item_id)) this.appendTranscript({ role: 'user', itemId: ev.item_id, text: '' });
+        if (this.config.transcriptionModel !== null && !this.transcript.some((t) => t.itemId === ev.item_id)) {
+          this.appendTranscript({ role: 'user', itemId: ev.item_id, text: '' });
+        }
         return;
       case 'session.created':
       case 'session.updated':
@@ -687,6 +695,7 @@ export class CallSession {
         transcript: '',
         settled: null,
         deleteWhenDone: false,
+        sentMs: 0,
       };
       this.outputItems.set(ev.item_id, item);
     }
@@ -716,6 +725,7 @@ export class CallSession {
       this.turnEndedAtMs = null;
     }
     const ms = base64ByteLength(payload) / MULAW_BYTES_PER_MS;
+    item.sentMs += ms;
     this.playout.recordSent(item, ms, nowMs);
     if (this.playout.unmarkedMs() >= this.config.markIntervalMs - FRAME_MS_EXACT / 2) this.sendMark(streamSid, out);
   }

@@ -586,6 +586,45 @@ describe('upstream faults', () => {
     expect(appends).toHaveLength(1);
   });
 
+  it('keeps a fully heard earlier answer in the re-seed when the upstream drops during the next one', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    h.delta('resp_1', 'item_a', 1000);
+    h.realtime({ type: 'response.output_audio_transcript.done', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 0, transcript: 'first answer words' });
+    h.audioDone('resp_1', 'item_a');
+    h.responseDone('resp_1'); // generated long before it finished playing
+    h.advance(5200); // heard in full, then the caller thinks: the session is now > 5 s old
+    h.speechStarted();
+    h.speechStopped();
+    h.responseCreated('resp_2');
+    h.itemAdded('resp_2', 'item_b');
+    h.delta('resp_2', 'item_b', 2000);
+    h.realtime({ type: 'response.output_audio_transcript.done', response_id: 'resp_2', item_id: 'item_b', output_index: 0, content_index: 0, transcript: 'one two three four' });
+    h.advance(500); // 500 ms into the second answer
+    h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
+    const before = h.mark();
+    h.feed({ kind: 'upstream-open' });
+    const seeded = h.toRealtime(before).flatMap((e) => (e.type === 'conversation.item.create' ? [e.item.content[0]] : []));
+    expect(seeded).toEqual([
+      { type: 'output_text', text: 'first answer words' },
+      { type: 'output_text', text: 'one' },
+    ]);
+  });
+
+  it('does not ask the new session again for an answer the caller had interrupted', () => {
+    const h = SessionHarness.answering();
+    h.delta('resp_1', 'item_a', 1000);
+    h.advance(300);
+    h.speechStarted(); // cancel sent; response.done not back yet when the upstream drops
+    h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
+    const before = h.mark();
+    h.feed({ kind: 'upstream-open' });
+    expect(types(h.toRealtime(before)).filter((t) => t === 'response.create')).toEqual([]);
+  });
+
   it('re-seeds the caller’s words before the answer even when their transcription arrived late', () => {
     const h = new SessionHarness();
     h.startCall();
