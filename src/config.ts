@@ -8,6 +8,45 @@ import { fileURLToPath } from 'node:url';
 
 export const MIN_SILENCE_DURATION_MS = 500;
 
+/** What the agent says first. `null`: wait for the caller. */
+export type GreetingConfig = null | { text: string } | { instructions: string };
+
+/** Ends the call once the caller has heard the agent's goodbye. */
+export interface EndCallTool {
+  type: 'end_call';
+  description?: string;
+}
+/** Cold transfer to a number (E.164) or a SIP URI, once the handoff sentence has been heard. */
+export interface TransferCallTool {
+  type: 'transfer_call';
+  to: string;
+  description?: string;
+}
+/** A function the model may call, run as a signed JSON POST to `url`. */
+export interface HttpTool {
+  type: 'http';
+  name: string;
+  description: string;
+  /** JSON Schema of the arguments object */
+  parameters: Record<string, unknown>;
+  url: string;
+  timeoutMs: number;
+}
+export type ToolConfig = EndCallTool | TransferCallTool | HttpTool;
+
+/** Keypad digits are collected into one entry until the terminator, maxDigits or a pause. */
+export interface DtmfConfig {
+  timeoutMs: number;
+  /** one of the keys `#` or `*`, or '' for none */
+  terminator: string;
+  maxDigits: number;
+}
+
+export interface IdleConfig {
+  reminderAfterMs: number;
+  maxReminders: number;
+}
+
 export interface AgentConfig {
   model: string;
   instructions: string;
@@ -18,6 +57,10 @@ export interface AgentConfig {
   suppressDeltasMs: number;
   markIntervalMs: number;
   maxBufferedInboundMs: number;
+  greeting: GreetingConfig;
+  tools: ToolConfig[];
+  dtmf: DtmfConfig | null;
+  idle: IdleConfig | null;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -121,6 +164,11 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     suppressDeltasMs: r.number('interruption.suppressDeltasMs', 0, 5000, true),
     markIntervalMs: r.number('playout.markIntervalMs', 10, 100, true),
     maxBufferedInboundMs: r.number('limits.maxBufferedInboundMs', 100, 60_000, true),
+    // PLACEHOLDER: replaced by validated parsing of the agent keys
+    greeting: null,
+    tools: [],
+    dtmf: null,
+    idle: null,
   };
   const all = [...r.problems, ...problems];
   if (all.length > 0) throw new ConfigError(all);

@@ -501,7 +501,7 @@ export class CallSession {
         this.onResponseCreated(ev.response.id, nowMs, out);
         return;
       case 'response.output_item.added':
-        if (ev.item.role === 'assistant' && !this.outputItems.has(ev.item.id)) {
+        if (ev.item.type === 'message' && ev.item.role === 'assistant' && !this.outputItems.has(ev.item.id)) {
           this.outputItems.set(ev.item.id, {
             itemId: ev.item.id,
             responseId: ev.response_id,
@@ -587,6 +587,8 @@ export class CallSession {
       case 'conversation.item.created':
       case 'conversation.item.deleted':
       case 'response.output_item.done':
+      case 'response.function_call_arguments.delta':
+      case 'response.function_call_arguments.done':
       case 'response.content_part.added':
       case 'response.content_part.done':
       case 'rate_limits.updated':
@@ -668,7 +670,7 @@ export class CallSession {
   private deleteUnheardItems(ev: ResponseDoneEvent, out: SessionAction[]): void {
     const ids = new Set<string>();
     for (const item of this.outputItems.values()) if (item.responseId === ev.response.id) ids.add(item.itemId);
-    for (const item of ev.response.output ?? []) if (item.id !== undefined && item.role === 'assistant') ids.add(item.id);
+    for (const item of ev.response.output ?? []) if (item.id !== undefined && item.type === 'message' && item.role === 'assistant') ids.add(item.id);
     const deleted: string[] = [];
     for (const itemId of ids) {
       const item = this.outputItems.get(itemId);

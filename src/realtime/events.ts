@@ -26,8 +26,21 @@ export interface SemanticVad {
 
 export type TurnDetection = ServerVad | SemanticVad;
 
+/** A function the model may call (GA: declared in the session, answered with function_call_output). */
+export interface RealtimeFunctionTool {
+  type: 'function';
+  name: string;
+  description: string;
+  /** JSON Schema of the arguments object */
+  parameters: Record<string, unknown>;
+}
+
+export type ToolChoice = 'auto' | 'none' | 'required' | { type: 'function'; name: string };
+
 export interface RealtimeSessionConfig {
   type: 'realtime';
+  tools?: RealtimeFunctionTool[];
+  tool_choice?: ToolChoice;
   model?: string;
   output_modalities: Array<'audio' | 'text'>;
   instructions: string;
@@ -63,7 +76,27 @@ export interface MessageItem {
   content: ContentPart[];
 }
 
-export type ConversationItem = MessageItem;
+export interface FunctionCallItem {
+  id?: string;
+  type: 'function_call';
+  object?: 'realtime.item';
+  status?: 'completed' | 'incomplete' | 'in_progress';
+  call_id: string;
+  name: string;
+  /** JSON text, possibly invalid: the model writes it */
+  arguments: string;
+}
+
+export interface FunctionCallOutputItem {
+  id?: string;
+  type: 'function_call_output';
+  object?: 'realtime.item';
+  status?: 'completed' | 'incomplete' | 'in_progress';
+  call_id: string;
+  output: string;
+}
+
+export type ConversationItem = MessageItem | FunctionCallItem | FunctionCallOutputItem;
 
 // ---------------------------------------------------------------- client events
 
@@ -85,10 +118,17 @@ export interface InputAudioCommitEvent {
   type: 'input_audio_buffer.commit';
   event_id?: string;
 }
+/** Per-response overrides (GA `RealtimeResponseCreateParams`, the subset the bridge uses). */
+export interface ResponseCreateParams {
+  instructions?: string;
+  tool_choice?: ToolChoice;
+  /** up to 16 string pairs; echoed in response.created/done, so a response's purpose is known */
+  metadata?: Record<string, string>;
+}
 export interface ResponseCreateEvent {
   type: 'response.create';
   event_id?: string;
-  response?: Record<string, unknown>;
+  response?: ResponseCreateParams;
 }
 export interface ResponseCancelEvent {
   type: 'response.cancel';
@@ -143,6 +183,7 @@ export interface ResponseObject {
   status: ResponseStatus;
   status_details?: { type?: string; reason?: string; error?: unknown } | null;
   output?: ConversationItem[];
+  metadata?: Record<string, string> | null;
 }
 
 interface Base {
@@ -214,6 +255,23 @@ export interface OutputItemAddedEvent extends Base {
   output_index: number;
   item: ConversationItem & { id: string };
 }
+export interface FunctionCallArgumentsDeltaEvent extends Base {
+  type: 'response.function_call_arguments.delta';
+  response_id: string;
+  item_id: string;
+  output_index: number;
+  call_id: string;
+  delta: string;
+}
+export interface FunctionCallArgumentsDoneEvent extends Base {
+  type: 'response.function_call_arguments.done';
+  response_id: string;
+  item_id: string;
+  output_index: number;
+  call_id: string;
+  name: string;
+  arguments: string;
+}
 export interface ContentPartEvent extends Base {
   type: 'response.content_part.added' | 'response.content_part.done';
   response_id: string;
@@ -274,6 +332,8 @@ export type RealtimeServerEvent =
   | ResponseCreatedEvent
   | ResponseDoneEvent
   | OutputItemAddedEvent
+  | FunctionCallArgumentsDeltaEvent
+  | FunctionCallArgumentsDoneEvent
   | ContentPartEvent
   | OutputAudioDeltaEvent
   | OutputAudioDoneEvent
@@ -307,6 +367,9 @@ const REQUIRED: Partial<Record<RealtimeServerEventType, ReadonlyArray<readonly [
   'response.created': [['response', 'object']],
   'response.done': [['response', 'object']],
   'response.output_item.added': [['response_id', 'string'], ['item', 'object']],
+  'response.output_item.done': [['response_id', 'string'], ['item', 'object']],
+  'response.function_call_arguments.delta': [['response_id', 'string'], ['item_id', 'string'], ['call_id', 'string'], ['delta', 'string']],
+  'response.function_call_arguments.done': [['response_id', 'string'], ['item_id', 'string'], ['call_id', 'string'], ['arguments', 'string']],
   'response.output_audio.delta': [['response_id', 'string'], ['item_id', 'string'], ['content_index', 'number'], ['delta', 'string']],
   'response.output_audio.done': [['response_id', 'string'], ['item_id', 'string'], ['content_index', 'number']],
   'response.output_audio_transcript.done': [['item_id', 'string'], ['transcript', 'string']],
@@ -332,6 +395,8 @@ const KNOWN = new Set<string>([
   'response.done',
   'response.output_item.added',
   'response.output_item.done',
+  'response.function_call_arguments.delta',
+  'response.function_call_arguments.done',
   'response.content_part.added',
   'response.content_part.done',
   'response.output_audio.delta',
@@ -364,9 +429,14 @@ export function parseServerEvent(text: string): RealtimeParseResult {
     const response = raw['response'] as Json;
     if (typeof response['id'] !== 'string') return { ok: false, error: `${type}: response.id must be a string` };
   }
-  if (type === 'response.output_item.added') {
+  if (type === 'response.output_item.added' || type === 'response.output_item.done') {
     const item = raw['item'] as Json;
     if (typeof item['id'] !== 'string') return { ok: false, error: `${type}: item.id must be a string` };
+    if (item['type'] === 'function_call') {
+      for (const field of ['call_id', 'name', 'arguments'] as const) {
+        if (typeof item[field] !== 'string') return { ok: false, error: `${type}: function_call item.${field} must be a string` };
+      }
+    }
   }
   // The checks above cover every field the bridge reads for this type.
   return { ok: true, event: raw as unknown as RealtimeServerEvent };

@@ -607,7 +607,7 @@ describe('upstream faults', () => {
     h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
     const before = h.mark();
     h.feed({ kind: 'upstream-open' });
-    const seeded = h.toRealtime(before).flatMap((e) => (e.type === 'conversation.item.create' ? [e.item.content[0]] : []));
+    const seeded = h.toRealtime(before).flatMap((e) => (e.type === 'conversation.item.create' && e.item.type === 'message' ? [e.item.content[0]] : []));
     expect(seeded).toEqual([
       { type: 'output_text', text: 'first answer words' },
       { type: 'output_text', text: 'one' },
@@ -638,7 +638,7 @@ describe('upstream faults', () => {
     const before = h.mark();
     h.feed({ kind: 'upstream-open' });
     const seeded = h.toRealtime(before).filter((e) => e.type === 'conversation.item.create');
-    expect(seeded.map((e) => (e.type === 'conversation.item.create' ? e.item.role : ''))).toEqual(['user', 'assistant']);
+    expect(seeded.map((e) => (e.type === 'conversation.item.create' && e.item.type === 'message' ? e.item.role : ''))).toEqual(['user', 'assistant']);
   });
 
   it('gives up on an upstream that accepts every connection and drops it at once', () => {

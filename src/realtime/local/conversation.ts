@@ -556,7 +556,7 @@ type WireResponse = ResponseObject & {
   conversation_id: string;
   output_modalities: Array<'audio' | 'text'>;
   audio: { output: { format: AudioFormat; voice: string } };
-  metadata: Record<string, unknown> | null;
+  metadata: Record<string, string> | null;
   usage: null;
 };
 
@@ -571,7 +571,7 @@ interface ActiveResponse {
   /** 24 kHz → 8 kHz state for G.711 output, carried across this response's chunks. */
   downsampler: Downsampler3x;
   voice: string;
-  metadata: Record<string, unknown> | null;
+  metadata: Record<string, string> | null;
 }
 
 export interface StreamingState {
@@ -1259,7 +1259,7 @@ export class Conversation {
       padded.set(audio);
       audio = padded;
     }
-    const metadata = isObject(overrides?.['metadata']) ? overrides['metadata'] : null;
+    const metadata = isObject(overrides?.['metadata']) ? stringMap(overrides['metadata']) : null;
     const item: StoredItem = {
       id: this.ids.next('item'),
       role: 'assistant',
@@ -1393,6 +1393,13 @@ export class Conversation {
   private fail(err: ClientError, clientEventId: string | null): Outcome {
     return { events: [this.errorEvent(err.code, err.message, err.param, clientEventId)], close: null };
   }
+}
+
+/** Metadata values are strings on the wire; anything else is stringified as the API would refuse it. */
+function stringMap(obj: Json): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(obj)) out[k] = typeof v === 'string' ? v : JSON.stringify(v);
+  return out;
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
