@@ -88,6 +88,14 @@ export interface AppConfig {
   maxCallDurationMs: number;
   /** DRAIN_TIMEOUT_S: how long live calls may go on after SIGTERM */
   drainTimeoutMs: number;
+  /** the agent config file actually read: the `configPath` argument, else CONFIG_FILE, else config/default.json */
+  configFile: string;
+  /** TOOLS_SECRET: key of the `X-Callbridge-Signature` HMAC-SHA256 on http tool requests; `null`: unsigned */
+  toolsSecret: string | null;
+  /** TWILIO_API_BASE_URL (no trailing slash): https, or http on loopback only (tests, fakes) */
+  twilioApiBaseUrl: string;
+  /** to be logged at start (`logger.warn`): degraded but working set-ups */
+  startupWarnings: string[];
   agent: AgentConfig;
 }
 
@@ -141,12 +149,59 @@ class Reader {
   }
 }
 
+/** Top-level keys of the agent config file (plus `$comment`, a free-form string). */
+export const AGENT_CONFIG_KEYS: readonly string[] = [
+  'model',
+  'instructions',
+  'voice',
+  'transcription',
+  'noiseReduction',
+  'turnDetection',
+  'interruption',
+  'playout',
+  'limits',
+  'greeting',
+  'tools',
+  'dtmf',
+  'idle',
+];
+
+/** Keys of the nested objects of the agent config file. */
+const NESTED_KEYS: Readonly<Record<string, readonly string[]>> = {
+  transcription: ['model'],
+  turnDetection: ['threshold', 'prefixPaddingMs', 'silenceDurationMs'],
+  interruption: ['suppressDeltasMs'],
+  playout: ['markIntervalMs'],
+  limits: ['maxBufferedInboundMs'],
+};
+
+export const DEFAULT_GREETING: { text: string } = { text: 'Hello! How can I help you today?' };
+export const DEFAULT_DTMF: DtmfConfig = { timeoutMs: 2000, terminator: '#', maxDigits: 20 };
+export const DEFAULT_IDLE: IdleConfig = { reminderAfterMs: 8000, maxReminders: 2 };
+export const DEFAULT_HTTP_TOOL_TIMEOUT_MS = 5000;
+/** Function names the model sees for the built-in tools; an http tool may not take them. */
+export const RESERVED_TOOL_NAMES: readonly string[] = ['end_call', 'transfer_call'];
+const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+const E164 = /^\+[0-9]{2,15}$/;
+const SIP_URI = /^sip:[^\s]+$/;
+
+/** The function name under which a tool is offered to the model. */
+export function toolName(tool: ToolConfig): string {
+  return tool.type === 'http' ? tool.name : tool.type;
+}
+
 export function parseAgentConfig(raw: unknown): AgentConfig {
-  if (typeof raw !== 'object' || raw === null) throw new ConfigError(['config file must hold a JSON object']);
-  const r = new Reader(raw as Json);
-  const transcription = (raw as Json)['transcription'];
-  const noise = (raw as Json)['noiseReduction'];
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(['config file must hold a JSON object']);
+  const root = raw as Json;
+  const r = new Reader(root);
+  const transcription = root['transcription'];
+  const noise = root['noiseReduction'];
   const problems: string[] = [];
+  checkKeys(root, '', AGENT_CONFIG_KEYS, problems);
+  for (const [key, known] of Object.entries(NESTED_KEYS)) {
+    const v = root[key];
+    if (isObject(v)) checkKeys(v, key, known, problems);
+  }
   if (noise !== null && noise !== 'near_field' && noise !== 'far_field') {
     problems.push(`noiseReduction must be "near_field", "far_field" or null, got ${JSON.stringify(noise)}`);
   }
@@ -164,33 +219,272 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     suppressDeltasMs: r.number('interruption.suppressDeltasMs', 0, 5000, true),
     markIntervalMs: r.number('playout.markIntervalMs', 10, 100, true),
     maxBufferedInboundMs: r.number('limits.maxBufferedInboundMs', 100, 60_000, true),
-    // PLACEHOLDER: replaced by validated parsing of the agent keys
-    greeting: null,
-    tools: [],
-    dtmf: null,
-    idle: null,
+    greeting: parseGreeting(root, problems),
+    tools: parseTools(root, problems),
+    dtmf: parseDtmf(root, problems),
+    idle: parseIdle(root, problems),
   };
   const all = [...r.problems, ...problems];
   if (all.length > 0) throw new ConfigError(all);
   return agent;
 }
 
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function has(obj: Json, key: string): boolean {
+  return Object.prototype.hasOwnProperty.call(obj, key) && obj[key] !== undefined;
+}
+
+function keyPath(path: string, key: string): string {
+  return path === '' ? key : `${path}.${key}`;
+}
+
+/** Every key of `obj` must be known; `$comment` (a string) is allowed anywhere. */
+function checkKeys(obj: Json, path: string, known: readonly string[], problems: string[], what = ''): void {
+  for (const key of Object.keys(obj)) {
+    if (key === '$comment') {
+      if (typeof obj[key] !== 'string') problems.push(`${keyPath(path, key)} must be a string`);
+      continue;
+    }
+    if (known.includes(key)) continue;
+    const guess = closest(key, known);
+    problems.push(
+      `${keyPath(path, key)} is not a known key${what === '' ? '' : ` of ${what}`}` +
+        (guess === null ? ` (known: ${known.join(', ')})` : ` (did you mean "${guess}"?)`),
+    );
+  }
+}
+
+function closest(key: string, known: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestDistance = 3;
+  for (const k of known) {
+    const d = editDistance(key.toLowerCase(), k.toLowerCase());
+    if (d < bestDistance) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length] ?? 0;
+}
+
+function nonEmptyString(v: unknown, path: string, problems: string[]): string {
+  if (typeof v !== 'string' || v.trim() === '') {
+    problems.push(`${path} must be a non-empty string, got ${JSON.stringify(v)}`);
+    return '';
+  }
+  return v;
+}
+
+function integer(v: unknown, path: string, min: number, max: number, problems: string[]): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    problems.push(`${path} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
+    return min;
+  }
+  return v;
+}
+
+function parseGreeting(root: Json, problems: string[]): GreetingConfig {
+  if (!has(root, 'greeting')) return { ...DEFAULT_GREETING };
+  const v = root['greeting'];
+  if (v === null) return null;
+  const shape = 'greeting must be null, {"text": "…"} or {"instructions": "…"}';
+  if (!isObject(v)) {
+    problems.push(`${shape}, got ${JSON.stringify(v)}`);
+    return null;
+  }
+  checkKeys(v, 'greeting', ['text', 'instructions'], problems);
+  const hasText = has(v, 'text');
+  const hasInstructions = has(v, 'instructions');
+  if (hasText === hasInstructions) {
+    problems.push(`${shape}: exactly one of greeting.text and greeting.instructions`);
+    return null;
+  }
+  if (hasText) return { text: nonEmptyString(v['text'], 'greeting.text', problems) };
+  return { instructions: nonEmptyString(v['instructions'], 'greeting.instructions', problems) };
+}
+
+function parseTools(root: Json, problems: string[]): ToolConfig[] {
+  if (!has(root, 'tools')) return [];
+  const v = root['tools'];
+  if (!Array.isArray(v)) {
+    problems.push(`tools must be an array, got ${JSON.stringify(v)}`);
+    return [];
+  }
+  const tools: ToolConfig[] = [];
+  const seen = new Map<string, string>();
+  v.forEach((item: unknown, i) => {
+    const path = `tools[${i}]`;
+    const tool = parseTool(item, path, problems);
+    if (tool === null) return;
+    const name = toolName(tool);
+    const first = seen.get(name);
+    if (first !== undefined) {
+      problems.push(
+        tool.type === 'http'
+          ? `${path}.name "${name}" is already used by ${first}: tool names must be unique`
+          : `${path}: a second ${name} tool (the first is ${first}); at most one is allowed`,
+      );
+      return;
+    }
+    seen.set(name, path);
+    tools.push(tool);
+  });
+  return tools;
+}
+
+function parseTool(item: unknown, path: string, problems: string[]): ToolConfig | null {
+  if (!isObject(item)) {
+    problems.push(`${path} must be an object, got ${JSON.stringify(item)}`);
+    return null;
+  }
+  const type = item['type'];
+  const before = problems.length;
+  const description = (): { description?: string } =>
+    has(item, 'description') ? { description: nonEmptyString(item['description'], `${path}.description`, problems) } : {};
+  switch (type) {
+    case 'end_call': {
+      checkKeys(item, path, ['type', 'description'], problems, 'an end_call tool');
+      const tool: EndCallTool = { type, ...description() };
+      return problems.length === before ? tool : null;
+    }
+    case 'transfer_call': {
+      checkKeys(item, path, ['type', 'to', 'description'], problems, 'a transfer_call tool');
+      const to = item['to'];
+      if (typeof to !== 'string' || !(E164.test(to) || SIP_URI.test(to))) {
+        problems.push(`${path}.to must be an E.164 number ("+" and 2-15 digits) or a "sip:" URI, got ${JSON.stringify(to)}`);
+      }
+      const tool: TransferCallTool = { type, to: typeof to === 'string' ? to : '', ...description() };
+      return problems.length === before ? tool : null;
+    }
+    case 'http': {
+      checkKeys(item, path, ['type', 'name', 'description', 'parameters', 'url', 'timeoutMs'], problems, 'an http tool');
+      const name = item['name'];
+      if (typeof name !== 'string' || !TOOL_NAME.test(name)) {
+        problems.push(`${path}.name must be 1-64 letters, digits, "_" or "-", got ${JSON.stringify(name)}`);
+      } else if (RESERVED_TOOL_NAMES.includes(name)) {
+        problems.push(`${path}.name "${name}" is reserved for the built-in tool of that type`);
+      }
+      const desc = nonEmptyString(item['description'], `${path}.description`, problems);
+      const parameters = item['parameters'];
+      if (!isObject(parameters) || parameters['type'] !== 'object') {
+        problems.push(`${path}.parameters must be a JSON Schema object with "type": "object", got ${JSON.stringify(parameters)}`);
+      } else if (has(parameters, 'properties') && !isObject(parameters['properties'])) {
+        problems.push(`${path}.parameters.properties must be an object`);
+      }
+      const url = item['url'];
+      if (typeof url !== 'string' || !isUrl(url, ['http:', 'https:'])) {
+        problems.push(`${path}.url must be an http(s) URL, got ${JSON.stringify(url)}`);
+      }
+      const timeoutMs = has(item, 'timeoutMs')
+        ? integer(item['timeoutMs'], `${path}.timeoutMs`, 100, 60_000, problems)
+        : DEFAULT_HTTP_TOOL_TIMEOUT_MS;
+      if (problems.length !== before) return null;
+      return {
+        type,
+        name: name as string,
+        description: desc,
+        parameters: parameters as Record<string, unknown>,
+        url: url as string,
+        timeoutMs,
+      };
+    }
+    default:
+      problems.push(
+        type === undefined
+          ? `${path}.type is missing (one of "end_call", "transfer_call", "http")`
+          : `${path}.type ${JSON.stringify(type)} is not a known tool type (one of "end_call", "transfer_call", "http")`,
+      );
+      return null;
+  }
+}
+
+function parseDtmf(root: Json, problems: string[]): DtmfConfig | null {
+  if (!has(root, 'dtmf')) return { ...DEFAULT_DTMF };
+  const v = root['dtmf'];
+  if (v === null) return null;
+  if (!isObject(v)) {
+    problems.push(`dtmf must be null or an object {timeoutMs, terminator, maxDigits}, got ${JSON.stringify(v)}`);
+    return null;
+  }
+  checkKeys(v, 'dtmf', ['timeoutMs', 'terminator', 'maxDigits'], problems);
+  const terminator = v['terminator'];
+  if (terminator !== '#' && terminator !== '*' && terminator !== '') {
+    problems.push(`dtmf.terminator must be "#", "*" or "" (none), got ${JSON.stringify(terminator)}`);
+  }
+  return {
+    timeoutMs: integer(v['timeoutMs'], 'dtmf.timeoutMs', 200, 30_000, problems),
+    terminator: typeof terminator === 'string' ? terminator : '#',
+    maxDigits: integer(v['maxDigits'], 'dtmf.maxDigits', 1, 64, problems),
+  };
+}
+
+function parseIdle(root: Json, problems: string[]): IdleConfig | null {
+  if (!has(root, 'idle')) return { ...DEFAULT_IDLE };
+  const v = root['idle'];
+  if (v === null) return null;
+  if (!isObject(v)) {
+    problems.push(`idle must be null or an object {reminderAfterMs, maxReminders}, got ${JSON.stringify(v)}`);
+    return null;
+  }
+  checkKeys(v, 'idle', ['reminderAfterMs', 'maxReminders'], problems);
+  return {
+    reminderAfterMs: integer(v['reminderAfterMs'], 'idle.reminderAfterMs', 1000, 600_000, problems),
+    maxReminders: integer(v['maxReminders'], 'idle.maxReminders', 0, 10, problems),
+  };
+}
+
 const LOG_LEVELS: ReadonlySet<string> = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath = DEFAULT_CONFIG_PATH): AppConfig {
+export const DEFAULT_TWILIO_API_BASE_URL = 'https://api.twilio.com';
+
+/**
+ * `configPath`, when given, wins over CONFIG_FILE, which wins over config/default.json.
+ * Problems in the file are reported prefixed with its path.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath?: string): AppConfig {
+  const fromEnv = nonEmpty(env['CONFIG_FILE']);
+  const configFile = configPath ?? (fromEnv === null ? DEFAULT_CONFIG_PATH : resolve(fromEnv));
+  const source = configPath === undefined && fromEnv !== null ? `CONFIG_FILE ${configFile}` : configFile;
+  let text: string;
+  try {
+    text = readFileSync(configFile, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`cannot read ${source}: ${(err as Error).message}`]);
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(configPath, 'utf8'));
+    raw = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError([`cannot read ${configPath}: ${(err as Error).message}`]);
+    throw new ConfigError([`${source} is not valid JSON: ${(err as Error).message}`]);
   }
-  const agent = parseAgentConfig(raw);
+  let parsed: AgentConfig;
+  try {
+    parsed = parseAgentConfig(raw);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(err.problems.map((p) => `${configFile}: ${p}`));
+    throw err;
+  }
   const problems: string[] = [];
 
   const port = env['PORT'] === undefined || env['PORT'] === '' ? 5050 : Number(env['PORT']);
   if (!Number.isInteger(port) || port < 0 || port > 65535) problems.push(`PORT must be an integer 0-65535, got "${env['PORT']}"`);
 
-  const realtimeUrl = nonEmpty(env['OPENAI_REALTIME_URL']) ?? `wss://api.openai.com/v1/realtime?model=${encodeURIComponent(agent.model)}`;
+  const realtimeUrl = nonEmpty(env['OPENAI_REALTIME_URL']) ?? `wss://api.openai.com/v1/realtime?model=${encodeURIComponent(parsed.model)}`;
   if (!isUrl(realtimeUrl, ['ws:', 'wss:'])) problems.push(`OPENAI_REALTIME_URL must be a ws:// or wss:// URL, got "${realtimeUrl}"`);
 
   const publicUrlRaw = nonEmpty(env['PUBLIC_URL']);
@@ -228,7 +522,37 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath = DE
     problems.push('REALTIME_BACKEND=openai needs OPENAI_API_KEY (or an OPENAI_REALTIME_URL that takes no key)');
   }
 
+  const twilioApiBaseUrlRaw = nonEmpty(env['TWILIO_API_BASE_URL']) ?? DEFAULT_TWILIO_API_BASE_URL;
+  if (!isSafeApiBase(twilioApiBaseUrlRaw)) {
+    problems.push(`TWILIO_API_BASE_URL must be an https:// URL (http:// only on localhost, 127.x or [::1]), got "${twilioApiBaseUrlRaw}"`);
+  }
+  const twilioAccountSid = nonEmpty(env['TWILIO_ACCOUNT_SID']);
+  const toolsSecret = nonEmpty(env['TOOLS_SECRET']);
+
   if (problems.length > 0) throw new ConfigError(problems);
+
+  const startupWarnings: string[] = [];
+  const restCredentials = twilioAccountSid !== null && twilioAuthToken !== null;
+  const httpTools = parsed.tools.filter((t): t is HttpTool => t.type === 'http');
+  if (httpTools.length > 0 && toolsSecret === null) {
+    startupWarnings.push(
+      `TOOLS_SECRET is not set: requests to the http tools (${httpTools.map((t) => t.name).join(', ')}) are unsigned, so their endpoints cannot tell them from anyone else's`,
+    );
+  }
+  let tools = parsed.tools;
+  if (!restCredentials && tools.some((t) => t.type === 'transfer_call')) {
+    tools = tools.filter((t) => t.type !== 'transfer_call');
+    startupWarnings.push(
+      'transfer_call is configured but TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set: it is not offered to the model (a transfer needs the Twilio REST API)',
+    );
+  }
+  if (!restCredentials && tools.some((t) => t.type === 'end_call')) {
+    startupWarnings.push(
+      'end_call without TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: the call is ended by closing the media stream only (Twilio then ends the call, since nothing follows <Connect>)',
+    );
+  }
+  const agent: AgentConfig = { ...parsed, tools };
+
   return {
     port,
     realtimeBackend: backendRaw === 'local' ? 'local' : 'openai',
@@ -239,10 +563,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath = DE
     logLevel: logLevel as LogLevel,
     recordCallsDir: nonEmpty(env['RECORD_CALLS']),
     twilioAuthToken,
-    twilioAccountSid: nonEmpty(env['TWILIO_ACCOUNT_SID']),
+    twilioAccountSid,
     maxCalls,
     maxCallDurationMs: maxCallDurationS * 1000,
     drainTimeoutMs: drainTimeoutS * 1000,
+    configFile,
+    toolsSecret,
+    twilioApiBaseUrl: twilioApiBaseUrlRaw.replace(/\/+$/, ''),
+    startupWarnings,
     agent,
   };
 }
@@ -257,4 +585,18 @@ function isUrl(s: string, protocols: string[]): boolean {
   } catch {
     return false;
   }
+}
+
+/** https anywhere; plain http only to this machine (a fake API in tests, a local proxy). */
+function isSafeApiBase(s: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(s);
+  } catch {
+    return false;
+  }
+  if (url.protocol === 'https:') return true;
+  if (url.protocol !== 'http:') return false;
+  const host = url.hostname;
+  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }

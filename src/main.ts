@@ -37,6 +37,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
+  for (const warning of config.startupWarnings) logger.warn(warning);
   let server: CallbridgeServer | null = null;
   logCrashes(logger, () => (server === null ? {} : { liveCalls: server.startedCalls, openStreams: server.calls.size, draining: server.draining }));
   const backend = await startBackend(config, logger);

@@ -10,14 +10,15 @@ import type { AppConfig } from './config.js';
 import { CallBridge } from './call/bridge.js';
 import type { CallObserver } from './call/bridge.js';
 import type { RecorderFactory } from './call/recorder.js';
-import type { EndReason, StartAuthorization } from './call/session.js';
+import type { EndReason, ResumeContext, StartAuthorization, TranscriptEntry } from './call/session.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import type { CallOutcome } from './observability/metrics.js';
 import { CALL_TOKEN_PARAMETER, CALL_TOKEN_TTL_MS, callTokenSecretFrom, createCallToken, verifyCallToken } from './twilio/call-token.js';
-import { createTwilioClient, hangUpCall } from './twilio/rest.js';
+import { createTwilioClient, hangUpCall, transferCall } from './twilio/rest.js';
+import type { FormParams } from './twilio/signature.js';
 import { formParamsFrom, verifyStreamSignature, verifyWebhookSignature, webhookUrl } from './twilio/signature.js';
-import { busyTwiml, connectStreamTwiml, streamUrlFrom } from './twilio/twiml.js';
+import { busyTwiml, connectStreamTwiml, dialTwiml, hangupTwiml, streamUrlFrom } from './twilio/twiml.js';
 
 /** A media frame is < 1 KiB; anything near this bound is not Twilio. */
 export const MAX_WS_MESSAGE_BYTES = 64 * 1024;
@@ -33,6 +34,16 @@ const END_CALLS_GRACE_MS = 3000;
 export const MIN_PENDING_STREAMS = 10;
 /** How often a drain re-checks for streams of answered calls; they arrive within a second or two. */
 const DRAIN_POLL_MS = 100;
+/** Route Twilio posts the `<Dial>` outcome of a transfer to. */
+export const TRANSFER_STATUS_PATH = '/transfer-status';
+/** `<Stream>` parameters: who is calling, and why a stream is a caller coming back from a transfer. */
+export const FROM_PARAMETER = 'from';
+export const TO_PARAMETER = 'to';
+export const RESUME_PARAMETER = 'resume';
+export const DIAL_STATUS_PARAMETER = 'dialStatus';
+/** Conversations of transferred calls kept for their return if the target does not answer. */
+const MAX_HANDOFFS = 1000;
+const HANDOFF_TTL_MS = 60 * 60 * 1000;
 
 export interface ServerOptions {
   config: AppConfig;
@@ -76,6 +87,9 @@ const OUTCOME_BY_REASON: Record<EndReason | 'error', CallOutcome> = {
   unauthorized: 'rejected',
   'max-duration': 'max-duration',
   shutdown: 'drained',
+  'agent-ended': 'agent-ended',
+  transferred: 'transferred',
+  idle: 'idle',
   error: 'error',
 };
 
@@ -113,7 +127,18 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
   let draining = false;
 
   const security = securityFrom(config);
-  const hangUp = restHangUpFrom(config);
+  const rest = restControlFrom(config, security);
+  const handoffs = new Map<string, Handoff>();
+  const keepHandoff = (callSid: string, handoff: Handoff): void => {
+    const now = wallClock();
+    for (const [sid, h] of handoffs) if (now - h.atMs > HANDOFF_TTL_MS) handoffs.delete(sid);
+    handoffs.set(callSid, handoff);
+    while (handoffs.size > MAX_HANDOFFS) {
+      const oldest = handoffs.keys().next().value;
+      if (oldest === undefined) break;
+      handoffs.delete(oldest);
+    }
+  };
 
   await app.register(formbody);
   await app.register(websocket, { options: { maxPayload: MAX_WS_MESSAGE_BYTES, perMessageDeflate: false } });
@@ -148,8 +173,43 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
     const streamUrl = security?.streamUrl ?? streamUrlFromHost(request, config, logger);
     const parameters: Record<string, string> = {};
     if (security !== null && callSid !== null) parameters[CALL_TOKEN_PARAMETER] = createCallToken(security.tokenSecret, callSid, wallClock());
+    // Who is calling and which number they dialled: tools and the agent's context need them.
+    const from = formString(params, 'From');
+    const to = formString(params, 'To');
+    if (from !== null) parameters[FROM_PARAMETER] = from.slice(0, 64);
+    if (to !== null) parameters[TO_PARAMETER] = to.slice(0, 64);
     if (callSid !== null) answeredNotStarted.set(callSid, wallClock());
     logger.info({ callSid, streamUrl }, 'incoming call: answering with <Connect><Stream>');
+    return reply.type('text/xml').send(connectStreamTwiml(streamUrl, parameters));
+  });
+
+  // A transfer's <Dial> ended. Answered and finished: the call is over. Busy, no answer, failed:
+  // the caller is not dropped but comes back to the agent on a new stream, which is told.
+  app.post(TRANSFER_STATUS_PATH, async (request, reply) => {
+    const params = formParamsFrom(request.body);
+    if (security !== null) {
+      const signature = request.headers['x-twilio-signature'];
+      if (params === null || !verifyWebhookSignature({ authToken: security.authToken, signature, url: security.transferStatusUrl, params })) {
+        metrics.rejectedConnection('bad-signature');
+        logger.warn({ ip: request.ip }, 'transfer status rejected: invalid or missing X-Twilio-Signature');
+        return reply.code(403).send({ error: 'invalid Twilio signature' });
+      }
+    }
+    const callSid = formString(params, 'CallSid');
+    const status = formString(params, 'DialCallStatus') ?? 'unknown';
+    if (callSid === null || status === 'completed' || status === 'answered') {
+      handoffs.delete(callSid ?? '');
+      logger.info({ callSid, dialCallStatus: status }, 'transfer finished: call over');
+      return reply.type('text/xml').send(hangupTwiml());
+    }
+    const handoff = handoffs.get(callSid);
+    const parameters: Record<string, string> = { [RESUME_PARAMETER]: 'transfer-failed', [DIAL_STATUS_PARAMETER]: status.slice(0, 32) };
+    if (security !== null) parameters[CALL_TOKEN_PARAMETER] = createCallToken(security.tokenSecret, callSid, wallClock());
+    if (handoff?.from != null) parameters[FROM_PARAMETER] = handoff.from;
+    if (handoff?.to != null) parameters[TO_PARAMETER] = handoff.to;
+    answeredNotStarted.set(callSid, wallClock());
+    logger.info({ callSid, dialCallStatus: status, target: handoff?.target ?? null }, 'transfer not answered: caller back to the agent');
+    const streamUrl = security?.streamUrl ?? streamUrlFromHost(request, config, logger);
     return reply.type('text/xml').send(connectStreamTwiml(streamUrl, parameters));
   });
 
@@ -186,6 +246,9 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
       case 'reconnect':
         metrics.reconnect(event.outcome);
         return;
+      case 'tool-call':
+        metrics.toolCall(event.kind, event.ok, event.durationMs);
+        return;
     }
   };
 
@@ -214,6 +277,16 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
     };
   };
 
+  const resumeFor = (start: { callSid: string; customParameters: Record<string, string> }): ResumeContext | null => {
+    if (start.customParameters[RESUME_PARAMETER] !== 'transfer-failed') return null;
+    const handoff = handoffs.get(start.callSid);
+    handoffs.delete(start.callSid);
+    return {
+      transcript: handoff?.transcript ?? [],
+      transferFailed: { to: handoff?.target ?? 'the transfer target', status: start.customParameters[DIAL_STATUS_PARAMETER] ?? 'unknown' },
+    };
+  };
+
   app.get('/media-stream', { websocket: true, preValidation: refuseUpgrade }, (socket) => {
     let claimed: string | null = null;
     const authorizeStart = (start: { callSid: string; customParameters: Record<string, string> }, _nowMs: number): StartAuthorization => {
@@ -237,13 +310,21 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
       authorizeStart,
       maxCallDurationMs: config.maxCallDurationMs,
       observer: observerFor(),
-      ...(hangUp === undefined ? {} : { hangUpCall: hangUp }),
+      toolsSecret: config.toolsSecret,
+      resumeFor,
+      ...(rest === null ? {} : { hangUpCall: rest.hangUp, transferCall: rest.transfer }),
       ...(options.recorderFactory === undefined ? {} : { recorderFactory: options.recorderFactory }),
     });
     calls.add(bridge);
     void bridge.closed.then(() => {
       calls.delete(bridge);
       if (claimed !== null) liveCallSids.delete(claimed);
+      // A transferred call may come back (target busy, no answer): keep what was said for it.
+      const session = bridge.session;
+      const target = session.transferTarget;
+      if (claimed !== null && session.endReason === 'transferred' && target !== null) {
+        keepHandoff(claimed, { target, transcript: [...session.transcript], from: bridge.parties.from, to: bridge.parties.to, atMs: wallClock() });
+      }
     });
   });
 
@@ -298,7 +379,16 @@ interface Security {
   authToken: string;
   tokenSecret: Buffer;
   webhookUrl: string;
+  transferStatusUrl: string;
   streamUrl: string;
+}
+
+interface Handoff {
+  target: string;
+  transcript: TranscriptEntry[];
+  from: string | null;
+  to: string | null;
+  atMs: number;
 }
 
 /** Signed requests only, when there is a token; URLs from PUBLIC_URL, never from the Host header. */
@@ -309,14 +399,34 @@ function securityFrom(config: AppConfig): Security | null {
     authToken: config.twilioAuthToken,
     tokenSecret: callTokenSecretFrom(config.twilioAuthToken),
     webhookUrl: webhookUrl(config.publicUrl, '/incoming-call'),
+    transferStatusUrl: webhookUrl(config.publicUrl, TRANSFER_STATUS_PATH),
     streamUrl: streamUrlFrom(config.publicUrl),
   };
 }
 
-function restHangUpFrom(config: AppConfig): ((callSid: string) => Promise<unknown>) | undefined {
-  if (config.twilioAuthToken === null || config.twilioAccountSid === null) return undefined;
-  const client = createTwilioClient({ accountSid: config.twilioAccountSid, authToken: config.twilioAuthToken });
-  return (callSid) => hangUpCall(client, callSid);
+interface RestControl {
+  hangUp: (callSid: string) => Promise<unknown>;
+  transfer: (callSid: string, to: string, callerId: string | null) => Promise<unknown>;
+}
+
+/** Hang-up and transfer over Twilio REST (via TWILIO_API_BASE_URL), when credentials exist. */
+function restControlFrom(config: AppConfig, security: Security | null): RestControl | null {
+  if (config.twilioAuthToken === null || config.twilioAccountSid === null) return null;
+  const client = createTwilioClient({ accountSid: config.twilioAccountSid, authToken: config.twilioAuthToken, apiBaseUrl: config.twilioApiBaseUrl });
+  // Twilio posts the <Dial> outcome here; without PUBLIC_URL there is no address it could reach.
+  const actionUrl = security?.transferStatusUrl ?? (config.publicUrl === null ? null : webhookUrl(config.publicUrl, TRANSFER_STATUS_PATH));
+  return {
+    hangUp: (callSid) => hangUpCall(client, callSid),
+    transfer: async (callSid, to, callerId) => {
+      if (actionUrl === null) throw new Error('PUBLIC_URL is not set, so Twilio could not report back a transfer the target does not answer');
+      return transferCall(client, callSid, dialTwiml(to, { callerId, actionUrl }));
+    },
+  };
+}
+
+function formString(params: FormParams | null, key: string): string | null {
+  const v = params?.[key];
+  return typeof v === 'string' && v !== '' ? v : null;
 }
 
 /** Without PUBLIC_URL (local development only: no signatures are checked then). */

@@ -5,14 +5,15 @@
  */
 import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
-import type { AgentConfig } from '../config.js';
+import type { AgentConfig, HttpTool } from '../config.js';
 import type { Logger } from '../observability/logger.js';
 import { callLogger } from '../observability/logger.js';
 import { RealtimeConnection, rawToString } from '../realtime/connection.js';
 import { parseTwilioMessage } from '../twilio/messages.js';
 import type { CallRecorder, RecorderFactory } from './recorder.js';
+import { runHttpTool } from './http-tool.js';
 import { CallSession } from './session.js';
-import type { EndReason, MetricEvent, SessionAction, SessionDeps, SessionInput } from './session.js';
+import type { EndReason, MetricEvent, SessionAction, SessionDeps, SessionInput, TimerName } from './session.js';
 
 /** frames kept before `start` for the capture; Twilio sends one (`connected`) */
 const MAX_PRE_START_FRAMES = 16;
@@ -52,6 +53,11 @@ export interface BridgeOptions {
   authorizeStart?: SessionDeps['authorizeStart'];
   /** ends the phone call through Twilio's REST API; absent without Twilio credentials */
   hangUpCall?: (callSid: string) => Promise<unknown>;
+  /** redirects the live call to a transfer target (REST `<Dial>`); absent without Twilio credentials */
+  transferCall?: (callSid: string, to: string, callerId: string | null) => Promise<unknown>;
+  /** TOOLS_SECRET: signs http tool requests */
+  toolsSecret?: string | null;
+  resumeFor?: SessionDeps['resumeFor'];
   maxCallDurationMs?: number;
   startTimeoutMs?: number;
   observer?: CallObserver;
@@ -80,12 +86,20 @@ export class CallBridge {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private upstreamInvalidFrames = 0;
   private oversizedFrame = false;
+  private readonly timers = new Map<TimerName, NodeJS.Timeout>();
+  /** http tools in flight: aborted when the call ends, so no request outlives its call */
+  private readonly toolRuns = new Set<AbortController>();
+  /** the caller's and the dialled number, from the stream's parameters */
+  private partiesValue: { from: string | null; to: string | null } = { from: null, to: null };
 
   constructor(
     private readonly socket: WebSocket,
     private readonly options: BridgeOptions,
   ) {
-    this.session = new CallSession(options.agent, options.authorizeStart === undefined ? {} : { authorizeStart: options.authorizeStart });
+    const deps: SessionDeps = {};
+    if (options.authorizeStart !== undefined) deps.authorizeStart = options.authorizeStart;
+    if (options.resumeFor !== undefined) deps.resumeFor = options.resumeFor;
+    this.session = new CallSession(options.agent, deps);
     this.now = options.now ?? (() => performance.now());
     this.openedAtMs = this.now();
     this.log = callLogger(options.logger, { callSid: null, streamSid: null, connectionId: options.connectionId });
@@ -111,6 +125,11 @@ export class CallBridge {
       // A socket that closed after a session failure must still release the call.
       this.closeAll(1000);
     });
+  }
+
+  /** the caller's and the dialled number, as the webhook passed them to the stream */
+  get parties(): { from: string | null; to: string | null } {
+    return this.partiesValue;
   }
 
   private get startTimeoutMs(): number {
@@ -200,6 +219,7 @@ export class CallBridge {
         this.recorder?.realtime('out', action.event, this.now());
         return;
       case 'call-started':
+        this.partiesValue = { from: action.customParameters['from'] ?? null, to: action.customParameters['to'] ?? null };
         this.onCallStarted(action.callSid, action.streamSid);
         return;
       case 'connect-upstream':
@@ -218,6 +238,21 @@ export class CallBridge {
         );
         return;
       }
+      case 'transfer-call':
+        this.transfer(action.callSid, action.to);
+        return;
+      case 'run-tool':
+        this.runTool(action.callId, action.tool, action.arguments);
+        return;
+      case 'set-timer':
+        this.setTimer(action.timer, action.delayMs);
+        return;
+      case 'clear-timer': {
+        const t = this.timers.get(action.timer);
+        if (t !== undefined) clearTimeout(t);
+        this.timers.delete(action.timer);
+        return;
+      }
       case 'log':
         this.log[action.level](action.fields, action.msg);
         return;
@@ -230,6 +265,50 @@ export class CallBridge {
         throw new Error(`unhandled action ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  private setTimer(timer: TimerName, delayMs: number): void {
+    const previous = this.timers.get(timer);
+    if (previous !== undefined) clearTimeout(previous);
+    this.timers.set(
+      timer,
+      setTimeout(() => {
+        this.timers.delete(timer);
+        this.feed({ kind: 'timer', timer });
+      }, Math.max(0, delayMs)),
+    );
+  }
+
+  private runTool(callId: string, tool: HttpTool, args: unknown): void {
+    const controller = new AbortController();
+    this.toolRuns.add(controller);
+    const callSid = this.session.ids.callSid ?? '';
+    runHttpTool(tool, { name: tool.name, arguments: args, callSid, ...this.parties }, { secret: this.options.toolsSecret ?? null, signal: controller.signal })
+      .catch((err: unknown) => ({ ok: false as const, error: `tool ${tool.name} failed: ${(err as Error).message}` }))
+      .then((outcome) => {
+        this.toolRuns.delete(controller);
+        if (this.ending) return;
+        this.feed({ kind: 'tool-result', callId, outcome });
+      });
+  }
+
+  private transfer(callSid: string, to: string): void {
+    const transferCall = this.options.transferCall;
+    if (transferCall === undefined) {
+      // Reported on the next tick: feeding the session from inside its own actions would interleave them.
+      queueMicrotask(() => {
+        if (!this.ending) this.feed({ kind: 'transfer-result', ok: false, detail: 'no Twilio REST credentials' });
+      });
+      return;
+    }
+    transferCall(callSid, to, this.parties.to).then(
+      (result) => {
+        if (!this.ending) this.feed({ kind: 'transfer-result', ok: true, detail: String(result) });
+      },
+      (err: unknown) => {
+        if (!this.ending) this.feed({ kind: 'transfer-result', ok: false, detail: (err as Error).message });
+      },
+    );
   }
 
   private onCallStarted(callSid: string, streamSid: string): void {
@@ -321,6 +400,10 @@ export class CallBridge {
   }
 
   private clearTimers(): void {
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    for (const run of this.toolRuns) run.abort();
+    this.toolRuns.clear();
     for (const t of [this.startTimer, this.deadlineTimer, this.reconnectTimer]) if (t !== null) clearTimeout(t);
     this.startTimer = null;
     this.deadlineTimer = null;

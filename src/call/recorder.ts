@@ -5,7 +5,10 @@
  * Files per call in the RECORD_CALLS folder:
  *   <callSid>.twilio.jsonl    every inbound Twilio message as received (audio kept: it is the input)
  *   <callSid>.realtime.jsonl  every upstream event both ways, audio payloads elided
- * Each file starts with a header line; every other line is one CaptureLine.
+ * Each file starts with a header line; every other line is one CaptureLine. The realtime file ends
+ * with a CaptureEndLine (a CaptureLine too, `msg.type` = CAPTURE_END_TYPE) saying why the call
+ * ended. It is not written into the Twilio file: that file is the replay input and holds exactly
+ * what Twilio sent.
  */
 import { createWriteStream, mkdirSync } from 'node:fs';
 import type { WriteStream } from 'node:fs';
@@ -32,6 +35,23 @@ export interface CaptureLine {
   msg: unknown;
 }
 
+/** `msg.type` of the line that closes a realtime capture; never sent to anyone. */
+export const CAPTURE_END_TYPE = 'callbridge.call_ended';
+
+/** The last line of a realtime capture (and of a MemoryRecording's realtimeLines). */
+export interface CaptureEndLine extends CaptureLine {
+  dir: 'out';
+  msg: { type: typeof CAPTURE_END_TYPE; reason: string | null };
+}
+
+/** How the call ended, as the bridge knows it. */
+export interface CallEndInfo {
+  /** The session's endReason (`agent-ended`, `twilio-stop`, ...); null when unknown. */
+  reason: string | null;
+  /** When the call ended, on the clock of the recorder's other times; default performance.now(). */
+  atMs?: number;
+}
+
 export interface CallIds {
   callSid: string;
   streamSid: string;
@@ -41,7 +61,12 @@ export interface CallIds {
 export interface CallRecorder {
   twilio(dir: 'in' | 'out', msg: unknown, atMs: number): void;
   realtime(dir: 'in' | 'out', msg: unknown, atMs: number): void;
-  end(): void;
+  /** The call is over: write how it ended (when given) and close. Called once. */
+  end(info?: CallEndInfo): void;
+}
+
+function endMessage(info: CallEndInfo | undefined): CaptureEndLine['msg'] {
+  return { type: CAPTURE_END_TYPE, reason: info?.reason ?? null };
 }
 
 /** Opened when a call's `start` arrives; `openedAtMs` is when its media socket opened. */
@@ -96,7 +121,8 @@ export function fileRecorderFactory(dir: string, onError: (err: Error, file: str
         if (dir === 'in') write(twilio, dir, msg, atMs);
       },
       realtime: (dir, msg, atMs) => write(realtime, dir, elideAudio(msg), atMs),
-      end: () => {
+      end: (info) => {
+        write(realtime, 'out', endMessage(info), info?.atMs ?? performance.now());
         twilio?.end();
         realtime?.end();
       },
@@ -109,6 +135,8 @@ export class MemoryRecording implements CallRecorder {
   readonly twilioLines: Array<{ atMs: number; dir: 'in' | 'out'; msg: unknown }> = [];
   readonly realtimeLines: Array<{ atMs: number; dir: 'in' | 'out'; msg: unknown }> = [];
   ended = false;
+  /** The reason given to end(); null until then, or when none was given. */
+  endReason: string | null = null;
 
   constructor(readonly ids: CallIds, readonly openedAtMs: number) {}
 
@@ -120,8 +148,12 @@ export class MemoryRecording implements CallRecorder {
     this.realtimeLines.push({ atMs, dir, msg });
   }
 
-  end(): void {
+  /** Also appends the end line to realtimeLines, as the file capture does. */
+  end(info?: CallEndInfo): void {
+    if (this.ended) return;
     this.ended = true;
+    this.endReason = info?.reason ?? null;
+    this.realtimeLines.push({ atMs: info?.atMs ?? performance.now(), dir: 'out', msg: endMessage(info) });
   }
 }
 

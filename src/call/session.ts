@@ -7,7 +7,7 @@
  * deterministically in a unit test. The shell (bridge.ts) parses frames, feeds them here, and
  * executes the returned actions.
  */
-import type { AgentConfig } from '../config.js';
+import type { AgentConfig, HttpTool } from '../config.js';
 import { InboundTranscoder, OutboundTranscoder } from '../audio/transcoder.js';
 import { FRAME_BYTES, MULAW_BYTES_PER_MS } from '../audio/framer.js';
 import type {
@@ -22,6 +22,15 @@ import type {
 import { clearMessage, markMessage, mediaMessage } from '../twilio/messages.js';
 import type { TwilioInbound, TwilioOutbound, TwilioStart } from '../twilio/messages.js';
 import { PlayoutTracker } from './playout.js';
+import { CallControl } from './call-control.js';
+import type { ControlRequest } from './call-control.js';
+import { IdleMonitor } from './idle.js';
+import { KeypadCollector } from './keypad.js';
+import { ToolCalls } from './tool-calls.js';
+import type { ToolCallRecord, ToolOutcome } from './tool-calls.js';
+import { TurnArbiter } from './turn-arbiter.js';
+import type { ResponsePurpose, ResponseRequest } from './turn-arbiter.js';
+import { END_CALL_TOOL, TRANSFER_CALL_TOOL, greetingRequest, idleGoodbyeRequest, notes, reminderRequest, realtimeTools, toolOutputs } from './agent-script.js';
 
 export const PCM24K_BYTES_PER_MS = 48;
 const FRAME_MS_EXACT = FRAME_BYTES / MULAW_BYTES_PER_MS;
@@ -42,7 +51,8 @@ export const HEALTHY_SESSION_MS = 5000;
 /** Kept per call: enough for logs and re-seeding, bounded for calls that last hours. */
 const MAX_TRANSCRIPT_ENTRIES = 200;
 const MAX_INTERRUPTION_RECORDS = 100;
-const INFO_LOGS_FOR_DTMF = 20;
+/** Margin over the audio still unheard before a due hang-up or transfer stops waiting for its mark. */
+const CONTROL_MARK_GRACE_MS = 1500;
 /** Twilio sends 20 ms (160 B) per message; a full second in one message is already suspicious. */
 export const MAX_MEDIA_PAYLOAD_BYTES = 8000;
 /** Malformed frames of one kind logged at warn before further ones drop to debug. */
@@ -59,7 +69,16 @@ export type SessionInput =
   /** the call reached its maximum duration */
   | { kind: 'deadline' }
   /** the service is stopping and the drain time is over */
-  | { kind: 'shutdown' };
+  | { kind: 'shutdown' }
+  /** a timer the session asked for (set-timer) expired */
+  | { kind: 'timer'; timer: TimerName }
+  /** an http tool the session asked to run (run-tool) finished */
+  | { kind: 'tool-result'; callId: string; outcome: ToolOutcome }
+  /** the REST redirect of a transfer (transfer-call) was accepted or failed */
+  | { kind: 'transfer-result'; ok: boolean; detail: string };
+
+/** The session's timers, run by the shell: one of each at most. */
+export type TimerName = 'keypad' | 'idle' | 'control';
 
 export type EndReason =
   | 'twilio-stop'
@@ -68,7 +87,13 @@ export type EndReason =
   | 'protocol-violation'
   | 'unauthorized'
   | 'max-duration'
-  | 'shutdown';
+  | 'shutdown'
+  /** the model called end_call and the caller heard the goodbye */
+  | 'agent-ended'
+  /** the call was redirected to a transfer target */
+  | 'transferred'
+  /** the caller stayed silent through every reminder */
+  | 'idle';
 
 /** WebSocket close code for the stream socket: policy violations are told apart from normal ends. */
 export const CLOSE_CODE_BY_REASON: Record<EndReason, number> = {
@@ -79,6 +104,9 @@ export const CLOSE_CODE_BY_REASON: Record<EndReason, number> = {
   unauthorized: 1008,
   'max-duration': 1000,
   shutdown: 1001,
+  'agent-ended': 1000,
+  transferred: 1000,
+  idle: 1000,
 };
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -93,6 +121,12 @@ export type SessionAction =
   | { kind: 'end-call'; reason: EndReason; closeCode: number }
   /** end the phone call itself through Twilio's REST API (when credentials exist) */
   | { kind: 'hangup-call'; callSid: string }
+  /** redirect the live call to `to` (a number or SIP URI) through Twilio's REST API */
+  | { kind: 'transfer-call'; callSid: string; to: string }
+  /** run an http tool; its result comes back as a `tool-result` input */
+  | { kind: 'run-tool'; callId: string; tool: HttpTool; arguments: unknown }
+  | { kind: 'set-timer'; timer: TimerName; delayMs: number }
+  | { kind: 'clear-timer'; timer: TimerName }
   | { kind: 'log'; level: LogLevel; msg: string; fields: Record<string, unknown> }
   | { kind: 'metric'; event: MetricEvent };
 
@@ -103,21 +137,28 @@ export type MetricEvent =
   /** caller's turn ended → first agent audio frame sent to Twilio */
   | { name: 'first-audio'; latencyMs: number }
   | { name: 'upstream-error'; code: string | null }
-  | { name: 'reconnect'; outcome: 'ok' | 'failed' };
+  | { name: 'reconnect'; outcome: 'ok' | 'failed' }
+  | { name: 'tool-call'; kind: 'end_call' | 'transfer_call' | 'http' | 'unknown'; ok: boolean; durationMs: number };
 
 export type StartAuthorization = { ok: true } | { ok: false; reason: string };
+
+/** A caller back from a transfer the target did not take: the conversation so far, and why. */
+export interface ResumeContext {
+  transcript: TranscriptEntry[];
+  transferFailed: { to: string; status: string };
+}
 
 export interface SessionDeps {
   /** Decides whether a `start` may open an upstream session (the per-call token). */
   authorizeStart?: (start: TwilioStart['start'], nowMs: number) => StartAuthorization;
+  /** An authorised stream that brings a caller back from a failed transfer: what to resume. */
+  resumeFor?: (start: TwilioStart['start']) => ResumeContext | null;
 }
 
-/** What the session knows of the response lifecycle on the server. */
-type ResponseState =
-  | { phase: 'none' }
-  /** response.create sent, response.created not yet seen */
-  | { phase: 'requested'; cancelOnCreated: boolean }
-  | { phase: 'active'; id: string; startedAtMs: number };
+export interface KeypadEntry {
+  atMs: number;
+  digits: string;
+}
 
 /** An assistant audio item as produced by the model. */
 interface OutputItem {
@@ -164,9 +205,8 @@ export class CallSession {
   /** set while the upstream is being re-established after a loss */
   private recovering = false;
   private upstreamOpenedAtMs = Number.NEGATIVE_INFINITY;
-  /** a turn was waiting for its answer when the upstream died: ask the new session */
-  private responseOwed = false;
-  private dtmfCount = 0;
+  /** a response was owed when the upstream died: ask the new session */
+  private responseOwed: ResponseRequest | null = null;
   /** when the caller's last turn ended, until the answer's first audio goes out */
   private turnEndedAtMs: number | null = null;
   private readonly malformedCounts = new Map<string, number>();
@@ -174,18 +214,23 @@ export class CallSession {
   private pendingAppendMs = 0;
   private droppedInboundMs = 0;
 
-  private response: ResponseState = { phase: 'none' };
-  /** the caller's turn ended while a response was active: create the next one after its done */
-  private createAfterDone = false;
-  private callerSpeaking = false;
+  /** when responses may be created: one at a time, never over the caller */
+  private readonly arbiter = new TurnArbiter();
+  private readonly tools = new ToolCalls();
+  private readonly control = new CallControl();
+  private readonly keypad: KeypadCollector | null;
+  private readonly idle: IdleMonitor | null;
+  /** the greeting is still to be heard: asked for once the session is configured, or at the caller's turn end */
+  private greetingOwed: boolean;
+  private transferFailedOwed: ResumeContext['transferFailed'] | null = null;
+  private controlTimerSet = false;
+  private keypadCount = 0;
+  private endReasonValue: EndReason | null = null;
   private readonly interruptedResponses = new Set<string>();
   private suppressUntilMs = Number.NEGATIVE_INFINITY;
   /** responses created after the last interruption: their audio is an answer to the new turn */
   private readonly freshResponses = new Set<string>();
   private droppedDeltas = 0;
-  private eventSeq = 0;
-  /** event_id of the response.create awaiting response.created, to recognise its rejection */
-  private pendingCreateEventId: string | null = null;
 
   private readonly outputItems = new Map<string, OutputItem>();
   /** the item whose audio is in the outbound transcoder right now */
@@ -197,11 +242,39 @@ export class CallSession {
   private turns = 0;
   readonly interruptions: InterruptionRecord[] = [];
   readonly transcript: TranscriptEntry[] = [];
+  readonly keypadEntries: KeypadEntry[] = [];
 
   constructor(
     private readonly config: AgentConfig,
     private readonly deps: SessionDeps = {},
-  ) {}
+  ) {
+    this.keypad = config.dtmf === null ? null : new KeypadCollector(config.dtmf);
+    this.idle = config.idle === null ? null : new IdleMonitor(config.idle);
+    this.greetingOwed = config.greeting !== null;
+  }
+
+  /** Back from a transfer the target did not take: the conversation goes on where it was. */
+  private resume(resume: ResumeContext): void {
+    for (const entry of resume.transcript.slice(-MAX_RESEED_ENTRIES)) this.appendTranscript(entry);
+    this.reseedPending = this.transcript.length > 0;
+    this.transferFailedOwed = resume.transferFailed;
+    this.greetingOwed = false;
+  }
+
+  /** Tool calls of this call, for logs and reports. */
+  get toolCalls(): readonly ToolCallRecord[] {
+    return this.tools.records;
+  }
+
+  /** Where the call is being transferred, once the handoff is under way. */
+  get transferTarget(): string | null {
+    const r = this.control.inProgress;
+    return r?.kind === 'transfer' ? r.to : null;
+  }
+
+  get endReason(): EndReason | null {
+    return this.endReasonValue;
+  }
 
   get isEnded(): boolean {
     return this.ended;
@@ -241,10 +314,34 @@ export class CallSession {
       case 'shutdown':
         this.end('shutdown', out, {});
         break;
+      case 'timer':
+        this.onTimer(input.timer, nowMs, out);
+        break;
+      case 'tool-result':
+        this.onToolResult(input.callId, input.outcome, nowMs, out);
+        break;
+      case 'transfer-result':
+        this.onTransferResult(input.ok, input.detail, out);
+        break;
       default:
         assertNever(input);
     }
+    if (!this.ended) this.afterInput(nowMs, out);
     return out;
+  }
+
+  /**
+   * Decisions that depend on the whole state rather than on one input: whether a response may
+   * be created now, whether a pending hang-up or transfer is due, whether the call went idle.
+   */
+  private afterInput(nowMs: number, out: SessionAction[]): void {
+    if (this.upstream === 'open') {
+      const create = this.arbiter.next();
+      if (create !== null) out.push({ kind: 'send-realtime', event: create });
+    }
+    this.checkControl(nowMs, out);
+    if (this.ended) return;
+    this.updateIdle(out);
   }
 
   // ------------------------------------------------------------------ Twilio side
@@ -280,6 +377,8 @@ export class CallSession {
           customParameters: msg.start.customParameters,
         });
         log(out, 'info', 'call started', { customParameters: Object.keys(msg.start.customParameters) });
+        const resume = this.deps.resumeFor?.(msg.start) ?? null;
+        if (resume !== null) this.resume(resume);
         this.connectUpstream(out);
         return;
       }
@@ -310,15 +409,19 @@ export class CallSession {
         return;
       }
       case 'dtmf':
-        this.dtmfCount += 1;
-        log(out, this.dtmfCount <= INFO_LOGS_FOR_DTMF ? 'info' : 'debug', 'dtmf', { digit: msg.dtmf.digit.slice(0, 4), count: this.dtmfCount });
+        if (this.streamSid === null || msg.streamSid !== this.streamSid) {
+          this.violation('wrong-stream-sid', `dtmf for stream ${msg.streamSid.slice(0, 40)}`, out);
+          return;
+        }
+        this.onKey(msg.dtmf.digit, nowMs, out);
         return;
       case 'stop':
         if (this.streamSid !== null && msg.streamSid !== this.streamSid) {
           this.violation('wrong-stream-sid', `stop for stream ${msg.streamSid.slice(0, 40)}`, out);
           return;
         }
-        this.end('twilio-stop', out, {});
+        // A redirected call stops its stream: that is the transfer going through, not a hang-up.
+        this.end(this.control.inProgress?.kind === 'transfer' ? 'transferred' : 'twilio-stop', out, {});
         return;
       default:
         assertNever(msg);
@@ -356,10 +459,17 @@ export class CallSession {
     this.recovering = false;
     out.push({ kind: 'send-realtime', event: { type: 'session.update', session: this.sessionConfig() } });
     if (this.reseedPending) this.reseed(out);
-    if (this.responseOwed) {
-      this.responseOwed = false;
-      this.requestResponse(out);
-      log(out, 'info', 'answer re-requested on the new session', {});
+    if (this.transferFailedOwed !== null) {
+      const { to, status } = this.transferFailedOwed;
+      this.transferFailedOwed = null;
+      this.addSystemNote(notes.transferFailed(to, status), out);
+      this.arbiter.want({ purpose: 'transfer-failed' });
+      log(out, 'info', 'caller back from a failed transfer', { to, status });
+    }
+    if (this.responseOwed !== null) {
+      this.arbiter.want(this.responseOwed);
+      log(out, 'info', 'answer re-requested on the new session', { purpose: this.responseOwed.purpose });
+      this.responseOwed = null;
     }
     for (const audio of this.pendingAppends) out.push({ kind: 'send-realtime', event: { type: 'input_audio_buffer.append', audio } });
     log(out, 'info', 'upstream open', {
@@ -422,13 +532,8 @@ export class CallSession {
     this.outbound.reset();
     this.streamingItem = null;
     // Owed: an answer the caller is waiting for. An interrupted one is not: the caller moved on.
-    const r = this.response;
-    this.responseOwed =
-      (r.phase === 'active' && !this.interruptedResponses.has(r.id)) || (r.phase === 'requested' && !r.cancelOnCreated) || this.createAfterDone;
-    this.response = { phase: 'none' };
-    this.pendingCreateEventId = null;
-    this.createAfterDone = false;
-    this.callerSpeaking = false;
+    this.responseOwed = this.arbiter.reset((id) => this.interruptedResponses.has(id)).owed;
+    this.tools.onUpstreamLost();
     this.interruptedResponses.clear();
     this.freshResponses.clear();
     this.reseedPending = true;
@@ -467,6 +572,8 @@ export class CallSession {
       type: 'realtime',
       output_modalities: ['audio'],
       instructions: c.instructions,
+      tools: realtimeTools(c.tools),
+      tool_choice: 'auto',
       audio: {
         input: {
           format: { type: 'audio/pcm', rate: 24000 },
@@ -501,6 +608,10 @@ export class CallSession {
         this.onResponseCreated(ev.response.id, nowMs, out);
         return;
       case 'response.output_item.added':
+        if (ev.item.type === 'function_call') {
+          this.tools.onItemAdded(ev.item, ev.response_id);
+          return;
+        }
         if (ev.item.type === 'message' && ev.item.role === 'assistant' && !this.outputItems.has(ev.item.id)) {
           this.outputItems.set(ev.item.id, {
             itemId: ev.item.id,
@@ -551,16 +662,9 @@ export class CallSession {
           return;
         }
         log(out, 'warn', 'realtime error', { code, message, type: ev.error.type });
-        const rejectedCreate =
-          this.response.phase === 'requested' &&
-          (ev.error.event_id === this.pendingCreateEventId || code === 'conversation_already_has_active_response');
-        if (rejectedCreate) {
-          this.response = { phase: 'none' };
-          this.pendingCreateEventId = null;
-          // The server still runs a response we thought was over: ask again after its done.
-          // Any other rejection leaves this turn unanswered; the next turn asks afresh.
-          if (code === 'conversation_already_has_active_response') this.createAfterDone = true;
-        }
+        // The server still runs a response we thought was over: the arbiter asks again after its
+        // done. Any other rejection leaves this turn unanswered; the next turn asks afresh.
+        this.arbiter.onError(code, ev.error.event_id);
         return;
       }
       case 'conversation.item.truncated':
@@ -579,14 +683,24 @@ export class CallSession {
           this.appendTranscript({ role: 'user', itemId: ev.item_id, text: '' });
         }
         return;
-      case 'session.created':
+      case 'response.output_item.done':
+        if (ev.item.type === 'function_call') {
+          const record = this.tools.onItemDone(ev.item, ev.response_id, nowMs);
+          if (record !== null) this.runToolCall(record, out);
+          else if (ev.item.status !== 'completed') log(out, 'info', 'function call not run: its response did not complete it', { name: ev.item.name, callId: ev.item.call_id, status: ev.item.status ?? null });
+        }
+        return;
       case 'session.updated':
+        // Configured: the agent may speak first. A caller already talking is not spoken over:
+        // the arbiter holds the greeting until their turn ends.
+        if (this.greetingOwed && this.config.greeting !== null) this.arbiter.want(greetingRequest(this.config.greeting));
+        return;
+      case 'session.created':
       case 'input_audio_buffer.cleared':
       case 'conversation.item.added':
       case 'conversation.item.done':
       case 'conversation.item.created':
       case 'conversation.item.deleted':
-      case 'response.output_item.done':
       case 'response.function_call_arguments.delta':
       case 'response.function_call_arguments.done':
       case 'response.content_part.added':
@@ -600,31 +714,24 @@ export class CallSession {
   }
 
   private onSpeechStopped(nowMs: number, out: SessionAction[], audioEndMs: number): void {
-    this.callerSpeaking = false;
-    this.turnEndedAtMs = nowMs;
-    this.turns += 1;
-    if (this.response.phase === 'none') {
-      this.requestResponse(out);
-      log(out, 'info', 'caller turn ended', { turn: this.turns, audioEndMs, responseRequested: true });
-    } else {
-      // Never two responses at once: ask right after the current one's response.done.
-      this.createAfterDone = true;
-      log(out, 'info', 'caller turn ended', { turn: this.turns, audioEndMs, responseRequested: false, waitingFor: this.activeResponseId() });
-    }
+    this.arbiter.callerStopped();
+    this.callerTurnEnded(nowMs);
+    // Never two responses at once: the arbiter asks right after the current one's response.done.
+    log(out, 'info', 'caller turn ended', { turn: this.turns, audioEndMs, waitingFor: this.arbiter.activeId() });
   }
 
-  private requestResponse(out: SessionAction[]): void {
-    this.createAfterDone = false;
-    this.response = { phase: 'requested', cancelOnCreated: false };
-    this.eventSeq += 1;
-    this.pendingCreateEventId = `cb_create_${this.eventSeq}`;
-    out.push({ kind: 'send-realtime', event: { type: 'response.create', event_id: this.pendingCreateEventId } });
+  /** A spoken turn or a keypad entry is complete: it wants an answer (the greeting, if still owed). */
+  private callerTurnEnded(nowMs: number): void {
+    this.turnEndedAtMs = nowMs;
+    this.turns += 1;
+    const greeting = this.config.greeting;
+    this.arbiter.want(this.greetingOwed && greeting !== null ? greetingRequest(greeting) : { purpose: 'answer' });
   }
 
   private onResponseCreated(id: string, nowMs: number, out: SessionAction[]): void {
-    const wasCancelRequested = this.response.phase === 'requested' && this.response.cancelOnCreated;
-    this.response = { phase: 'active', id, startedAtMs: nowMs };
-    this.pendingCreateEventId = null;
+    const { purpose, cancel: wasCancelRequested } = this.arbiter.onCreated(id, nowMs);
+    // A greeting cancelled before it began is still owed (the barge-in kept it so).
+    if (purpose === 'greeting' && !wasCancelRequested) this.greetingOwed = false;
     if (!wasCancelRequested) this.freshResponses.add(id);
     if (wasCancelRequested) {
       // The caller barged in before we knew this response's id.
@@ -636,30 +743,46 @@ export class CallSession {
 
   private onResponseDone(ev: ResponseDoneEvent, nowMs: number, out: SessionAction[]): void {
     const { id, status } = ev.response;
-    const active = this.response.phase === 'active' && this.response.id === id;
-    if (active && this.response.phase === 'active') {
-      const durationMs = nowMs - this.response.startedAtMs;
+    const state = this.arbiter.state;
+    if (state.phase === 'active' && state.id === id) {
       log(out, 'info', 'response done', {
         responseId: id,
+        purpose: state.purpose,
         status,
         reason: ev.response.status_details?.reason ?? null,
-        durationMs,
+        durationMs: nowMs - state.startedAtMs,
         interrupted: this.interruptedResponses.has(id),
         droppedDeltas: this.droppedDeltas,
       });
-      this.response = { phase: 'none' };
+      this.arbiter.onDone(id);
       this.droppedDeltas = 0;
-    } else if (this.response.phase === 'requested') {
+    } else if (state.phase === 'requested') {
       // A done for an older response while ours is being created: nothing to change.
       log(out, 'debug', 'response done for a response not tracked', { responseId: id, status });
     }
+    this.settleFunctionCalls(ev, nowMs, out);
     // A response that ended without output_audio.done (failed, incomplete) still owes its tail.
     if (this.streamingItem !== null && this.streamingItem.responseId === id) this.finishStreamingItem(nowMs, out);
     if (this.interruptedResponses.has(id)) this.deleteUnheardItems(ev, out);
     this.interruptedResponses.delete(id);
     this.freshResponses.delete(id);
     this.pruneItems(id);
-    if (this.createAfterDone && this.response.phase === 'none' && !this.callerSpeaking) this.requestResponse(out);
+  }
+
+  /**
+   * Calls listed in the response that never reached their own `output_item.done` run now if
+   * completed; calls that will never run leave the conversation, so the model never sees a call
+   * without an output.
+   */
+  private settleFunctionCalls(ev: ResponseDoneEvent, nowMs: number, out: SessionAction[]): void {
+    for (const item of ev.response.output ?? []) {
+      if (item.type !== 'function_call' || item.id === undefined) continue;
+      const record = this.tools.onItemDone({ ...item, id: item.id }, ev.response.id, nowMs);
+      if (record !== null) this.runToolCall(record, out);
+    }
+    const dropped = this.tools.onResponseDone(ev.response.id);
+    for (const itemId of dropped) out.push({ kind: 'send-realtime', event: { type: 'conversation.item.delete', item_id: itemId } });
+    if (dropped.length > 0) log(out, 'info', 'function calls of an unfinished response removed', { responseId: ev.response.id, status: ev.response.status, items: dropped });
   }
 
   /**
@@ -750,19 +873,28 @@ export class CallSession {
   // ------------------------------------------------------------------ interruption
 
   private onSpeechStarted(nowMs: number, out: SessionAction[], audioStartMs: number): void {
-    this.callerSpeaking = true;
-    this.turnEndedAtMs = null;
     // The caller is talking again: a reply queued for the end of their turn must wait for it.
-    this.createAfterDone = false;
+    this.arbiter.callerStarted();
+    this.idle?.callerActive();
+    this.turnEndedAtMs = null;
+    if (!this.bargeIn(nowMs, out)) log(out, 'debug', 'caller speech started', { audioStartMs });
+  }
+
+  /** The caller took the floor (speech or a key): interrupt the agent if it is heard or generating. */
+  private bargeIn(nowMs: number, out: SessionAction[]): boolean {
+    const off = this.control.callOff();
+    if (off !== null) {
+      this.addSystemNote(notes.controlCalledOff(off.kind), out);
+      log(out, 'info', off.kind === 'end' ? 'call end called off: the caller spoke' : 'transfer called off: the caller spoke', {});
+      this.clearControlTimer(out);
+    }
     const audible = this.playout.isAudible();
-    const r = this.response;
+    const r = this.arbiter.state;
     // A response already being cancelled needs nothing more; a second barge-in on silence is no barge-in.
     const needsCancel = (r.phase === 'active' && !this.interruptedResponses.has(r.id)) || (r.phase === 'requested' && !r.cancelOnCreated);
-    if (!audible && !needsCancel) {
-      log(out, 'debug', 'caller speech started', { audioStartMs });
-      return;
-    }
+    if (!audible && !needsCancel) return false;
     this.interrupt(nowMs, out);
+    return true;
   }
 
   private interrupt(nowMs: number, out: SessionAction[]): void {
@@ -777,7 +909,7 @@ export class CallSession {
       sentMs: Math.floor(this.playout.sentMs),
     };
 
-    const r = this.response;
+    const r = this.arbiter.state;
     if (r.phase === 'active') {
       record.responseId = r.id;
       if (!this.interruptedResponses.has(r.id)) {
@@ -786,8 +918,10 @@ export class CallSession {
         record.cancelSent = true;
       }
     } else if (r.phase === 'requested') {
-      r.cancelOnCreated = true;
+      this.arbiter.cancelWhenCreated();
     }
+    // A greeting cut off before a word of it was heard is still owed: it comes at the turn's end.
+    const greetingCut = (r.phase === 'active' || r.phase === 'requested') && r.purpose === 'greeting';
 
     // Make the conversation match what the caller heard: cut the item being heard at the heard
     // position, remove items the caller never heard anything of.
@@ -833,6 +967,7 @@ export class CallSession {
     this.streamingItem = null;
     this.suppressUntilMs = nowMs + this.config.suppressDeltasMs;
     this.freshResponses.clear();
+    if (greetingCut && record.heardMs < 1) this.greetingOwed = true;
     this.interruptions.push(record);
     out.push({ kind: 'metric', event: { name: 'interruption', truncatedMs: record.truncated[0]?.audioEndMs ?? null, cancelSent: record.cancelSent } });
     if (this.interruptions.length > MAX_INTERRUPTION_RECORDS) this.interruptions.shift();
@@ -883,8 +1018,227 @@ export class CallSession {
     }
   }
 
-  private activeResponseId(): string | null {
-    return this.response.phase === 'active' ? this.response.id : null;
+
+  // ------------------------------------------------------------------ keypad
+
+  private onKey(key: string, nowMs: number, out: SessionAction[]): void {
+    if (this.keypad === null) {
+      log(out, 'debug', 'keypad key ignored: dtmf is off', { digit: key.slice(0, 4) });
+      return;
+    }
+    const result = this.keypad.press(key);
+    if (result.kind === 'invalid') {
+      this.malformed('invalid-dtmf-digit', `dtmf digit ${JSON.stringify(key.slice(0, 8))}`, out);
+      return;
+    }
+    // A key is the caller taking the floor, like speech: the agent stops and listens.
+    this.idle?.callerActive();
+    this.turnEndedAtMs = null;
+    this.bargeIn(nowMs, out);
+    if (result.kind === 'collecting') {
+      this.arbiter.hold('keypad');
+      out.push({ kind: 'set-timer', timer: 'keypad', delayMs: result.timeoutMs });
+      return;
+    }
+    out.push({ kind: 'clear-timer', timer: 'keypad' });
+    this.keypadEntry(result.digits, result.ended, nowMs, out);
+  }
+
+  /** The entry goes to the model as a user message and is answered under the same turn rules. */
+  private keypadEntry(digits: string, ended: 'terminator' | 'max-digits' | 'pause', nowMs: number, out: SessionAction[]): void {
+    this.arbiter.release('keypad');
+    this.keypadCount += 1;
+    const text = notes.keypadEntry(digits);
+    out.push({
+      kind: 'send-realtime',
+      event: { type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text }] } },
+    });
+    this.appendTranscript({ role: 'user', itemId: `keypad_${this.keypadCount}`, text });
+    this.keypadEntries.push({ atMs: nowMs, digits });
+    if (this.keypadEntries.length > MAX_INTERRUPTION_RECORDS) this.keypadEntries.shift();
+    log(out, 'info', 'keypad entry', { digits, ended });
+    this.callerTurnEnded(nowMs);
+  }
+
+  // ------------------------------------------------------------------ tools
+
+  private runToolCall(record: ToolCallRecord, out: SessionAction[]): void {
+    const tool = this.config.tools.find((t) => (t.type === 'http' ? t.name : t.type) === record.name);
+    log(out, 'info', 'tool call', { name: record.name, callId: record.callId, arguments: record.arguments.slice(0, 500) });
+    if (tool === undefined) {
+      this.answerToolCall(record, { ok: false, error: `unknown tool "${record.name.slice(0, 64)}"` }, record.startedAtMs ?? 0, out);
+      return;
+    }
+    let args: unknown;
+    try {
+      args = record.arguments.trim() === '' ? {} : JSON.parse(record.arguments);
+    } catch (err) {
+      this.answerToolCall(record, { ok: false, error: `arguments are not valid JSON: ${(err as Error).message}` }, record.startedAtMs ?? 0, out);
+      return;
+    }
+    switch (tool.type) {
+      case 'end_call':
+        this.control.ask({ kind: 'end', reason: 'agent-ended' });
+        this.answerToolCall(record, { ok: true, output: toolOutputs.ending() }, record.startedAtMs ?? 0, out);
+        return;
+      case 'transfer_call':
+        this.control.ask({ kind: 'transfer', to: tool.to });
+        this.answerToolCall(record, { ok: true, output: toolOutputs.transferring(tool.to) }, record.startedAtMs ?? 0, out);
+        return;
+      case 'http':
+        // The answer waits for every output of the response: the arbiter holds creates meanwhile.
+        this.arbiter.hold('tools');
+        out.push({ kind: 'run-tool', callId: record.callId, tool, arguments: args });
+        return;
+    }
+  }
+
+  private onToolResult(callId: string, outcome: ToolOutcome, nowMs: number, out: SessionAction[]): void {
+    const record = this.tools.toolCall(callId);
+    if (record === null || record.state !== 'running') {
+      log(out, 'warn', 'tool result for a call not running: dropped', { callId });
+      return;
+    }
+    this.answerToolCall(record, outcome, nowMs, out);
+  }
+
+  /**
+   * Every call that ran is answered, exactly once, even when the caller barged in meanwhile: the
+   * model must never see a call without its output. The answer itself waits for the turn rules.
+   */
+  private answerToolCall(record: ToolCallRecord, outcome: ToolOutcome, nowMs: number, out: SessionAction[]): void {
+    if (this.tools.onResult(record.callId, outcome, nowMs) === null) return;
+    const output = outcome.ok ? outcome.output : toolOutputs.error(outcome.error);
+    if (record.orphaned) {
+      // Its call died with the old upstream session; the new one learns the result as a note.
+      this.addSystemNote(notes.orphanedOutput(record.name, output), out);
+    } else {
+      out.push({
+        kind: 'send-realtime',
+        event: { type: 'conversation.item.create', item: { type: 'function_call_output', call_id: record.callId, output } },
+      });
+    }
+    log(out, outcome.ok ? 'info' : 'warn', 'tool call finished', {
+      name: record.name,
+      callId: record.callId,
+      ok: outcome.ok,
+      durationMs: record.startedAtMs === null ? null : Math.round(nowMs - record.startedAtMs),
+      ...(outcome.ok ? { outputBytes: output.length } : { error: outcome.error }),
+    });
+    const kind = this.config.tools.find((t) => (t.type === 'http' ? t.name : t.type) === record.name)?.type ?? 'unknown';
+    out.push({ kind: 'metric', event: { name: 'tool-call', kind, ok: outcome.ok, durationMs: nowMs - (record.startedAtMs ?? nowMs) } });
+    if (this.tools.running === 0) this.arbiter.release('tools');
+    this.arbiter.want({ purpose: 'tool-output' });
+  }
+
+  /** A system message: keeps the model's picture of the call true when the bridge changed course. */
+  private addSystemNote(text: string, out: SessionAction[]): void {
+    if (this.upstream !== 'open') return;
+    out.push({
+      kind: 'send-realtime',
+      event: { type: 'conversation.item.create', item: { type: 'message', role: 'system', content: [{ type: 'input_text', text }] } },
+    });
+  }
+
+  // ------------------------------------------------------------------ call control and idle
+
+  private onTimer(timer: TimerName, nowMs: number, out: SessionAction[]): void {
+    switch (timer) {
+      case 'keypad': {
+        const digits = this.keypad?.timeout() ?? null;
+        if (digits !== null) this.keypadEntry(digits, 'pause', nowMs, out);
+        return;
+      }
+      case 'idle': {
+        const step = this.idle?.fire() ?? null;
+        if (step === 'remind') {
+          this.arbiter.want(reminderRequest());
+          log(out, 'info', 'caller silent: checking in', { reminder: this.idle?.remindersSent ?? 0 });
+        } else if (step === 'give-up') {
+          this.arbiter.want(idleGoodbyeRequest());
+          this.control.ask({ kind: 'end', reason: 'idle' });
+          log(out, 'info', 'caller silent after every reminder: saying goodbye', {});
+        }
+        return;
+      }
+      case 'control':
+        this.controlTimerSet = false;
+        // The last mark never came back (a stalled stream): carry it out rather than hang forever.
+        this.checkControl(nowMs, out, true);
+        return;
+      default:
+        assertNever(timer);
+    }
+  }
+
+  private checkControl(nowMs: number, out: SessionAction[], force = false): void {
+    if (this.control.pending === null) return;
+    const readiness = { responsesQuiet: this.arbiter.quiet, toolsIdle: this.tools.running === 0, allHeard: !this.playout.isAudible() };
+    const due = this.control.due(readiness, force);
+    if (due === null) {
+      if (readiness.responsesQuiet && readiness.toolsIdle && !this.controlTimerSet) {
+        const unheardMs = this.playout.sentMs - this.playout.playedMs(nowMs);
+        out.push({ kind: 'set-timer', timer: 'control', delayMs: Math.ceil(unheardMs) + CONTROL_MARK_GRACE_MS });
+        this.controlTimerSet = true;
+      }
+      return;
+    }
+    this.clearControlTimer(out);
+    if (force) log(out, 'warn', 'last mark never acknowledged: carrying out the call control anyway', { kind: due.kind });
+    this.executeControl(due, out);
+  }
+
+  private clearControlTimer(out: SessionAction[]): void {
+    if (!this.controlTimerSet) return;
+    this.controlTimerSet = false;
+    out.push({ kind: 'clear-timer', timer: 'control' });
+  }
+
+  private executeControl(request: ControlRequest, out: SessionAction[]): void {
+    if (request.kind === 'end') {
+      log(out, 'info', 'goodbye heard: ending the call', { reason: request.reason });
+      if (this.callSid !== null) out.push({ kind: 'hangup-call', callSid: this.callSid });
+      this.end(request.reason, out, {});
+      return;
+    }
+    if (this.callSid === null) {
+      this.control.failed();
+      return;
+    }
+    log(out, 'info', 'handoff heard: transferring the call', { to: request.to });
+    out.push({ kind: 'transfer-call', callSid: this.callSid, to: request.to });
+  }
+
+  private onTransferResult(ok: boolean, detail: string, out: SessionAction[]): void {
+    const request = this.control.inProgress;
+    if (request?.kind !== 'transfer') return;
+    if (ok) {
+      // Twilio now plays the <Dial>; the stream stops on its own and the call ends here as transferred.
+      log(out, 'info', 'call redirected to the transfer target', { to: request.to, detail });
+      return;
+    }
+    this.control.failed();
+    log(out, 'warn', 'transfer could not be started: the agent carries on', { to: request.to, detail });
+    this.addSystemNote(notes.transferNotStarted(request.to, detail), out);
+    this.arbiter.want({ purpose: 'transfer-failed' });
+  }
+
+  /** Idle: the caller heard everything, nobody is talking, typing, or waiting for a tool or a response. */
+  private updateIdle(out: SessionAction[]): void {
+    if (this.idle === null) return;
+    const isIdle =
+      this.upstream === 'open' &&
+      this.arbiter.quiet &&
+      !this.arbiter.callerSpeaking &&
+      !(this.keypad?.collecting ?? false) &&
+      this.tools.running === 0 &&
+      !this.playout.isAudible() &&
+      this.control.pending === null &&
+      this.control.inProgress === null &&
+      !this.greetingOwed;
+    const change = this.idle.update(isIdle);
+    if (change === null) return;
+    out.push(change.kind === 'start' ? { kind: 'set-timer', timer: 'idle', delayMs: change.delayMs } : { kind: 'clear-timer', timer: 'idle' });
   }
 
   // ------------------------------------------------------------------ end
@@ -892,6 +1246,7 @@ export class CallSession {
   private end(reason: EndReason, out: SessionAction[], fields: Record<string, unknown>): void {
     if (this.ended) return;
     this.ended = true;
+    this.endReasonValue = reason;
     log(out, 'info', 'call ended', {
       ...fields,
       reason,

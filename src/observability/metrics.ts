@@ -12,7 +12,18 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { IntervalHistogram } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-export const CALL_OUTCOMES = ['completed', 'caller-hung-up', 'upstream-failed', 'rejected', 'error', 'drained', 'max-duration'] as const;
+export const CALL_OUTCOMES = [
+  'completed',
+  'caller-hung-up',
+  'upstream-failed',
+  'rejected',
+  'error',
+  'drained',
+  'max-duration',
+  'agent-ended',
+  'transferred',
+  'idle',
+] as const;
 export type CallOutcome = (typeof CALL_OUTCOMES)[number];
 
 export const RECONNECT_OUTCOMES = ['ok', 'failed'] as const;
@@ -85,6 +96,8 @@ export class Metrics {
   private readonly firstAudioMs: Histogram;
   private readonly upstreamErrors: Counter<'code'>;
   private readonly reconnects: Counter<'outcome'>;
+  private readonly toolCalls: Counter<'kind' | 'outcome'>;
+  private readonly toolDurationMs: Histogram<'kind'>;
   private readonly rejected: Counter<'reason'>;
 
   constructor(options: MetricsOptions = {}) {
@@ -131,6 +144,19 @@ export class Metrics {
       name: 'callbridge_upstream_reconnects_total',
       help: 'Upstream connections lost mid-call, by how the recovery ended: ok = restored, failed = given up after the retries. One per recovery, however many connection attempts it took.',
       labelNames: ['outcome'],
+      registers,
+    });
+    this.toolCalls = new Counter({
+      name: 'callbridge_tool_calls_total',
+      help: 'Function calls run for the model, by tool kind (end_call, transfer_call, http) and outcome (ok, error). Calls in cancelled responses never run and are not counted.',
+      labelNames: ['kind', 'outcome'],
+      registers,
+    });
+    this.toolDurationMs = new Histogram({
+      name: 'callbridge_tool_duration_ms',
+      help: 'Time from a function call being complete to its output being written, ms.',
+      labelNames: ['kind'],
+      buckets: [5, 25, 100, 250, 500, 1000, 2500, 5000, 10000],
       registers,
     });
     this.rejected = new Counter({
@@ -182,6 +208,11 @@ export class Metrics {
   /** `code` is the Realtime error's code, which the server may omit. */
   upstreamError(code: string | null): void {
     this.upstreamErrors.inc({ code: this.errorCodeLabel(code) });
+  }
+
+  toolCall(kind: 'end_call' | 'transfer_call' | 'http' | 'unknown', ok: boolean, durationMs: number): void {
+    this.toolCalls.inc({ kind, outcome: ok ? 'ok' : 'error' });
+    if (Number.isFinite(durationMs) && durationMs >= 0) this.toolDurationMs.observe({ kind }, durationMs);
   }
 
   reconnect(outcome: ReconnectOutcome): void {

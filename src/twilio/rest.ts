@@ -1,6 +1,7 @@
 /**
  * The few Twilio REST operations callbridge performs, over the official `twilio` client:
- * pointing a number's voice webhook at us (`npm run twilio:configure`) and ending a call.
+ * pointing a number's voice webhook at us (`npm run twilio:configure`), ending a call and
+ * transferring one (new TwiML for the live call).
  *
  * Failures come back as one of two error classes so callers can tell "you asked for something
  * malformed" (TwilioInputError, raised before any request is made) from "Twilio said no or could
@@ -200,6 +201,24 @@ export async function hangUpCall(client: TwilioClient, callSid: string): Promise
     const failure = restFailure(err);
     if (failure !== null && (failure.status === 404 || failure.code === 20404)) return 'already-ended';
     throw apiError(`hang up call ${callSid} on Twilio account ${client.accountSid}`, err);
+  }
+}
+
+/**
+ * Cold transfer: replaces the TwiML the call is executing (our `<Connect><Stream>`) with `twiml`,
+ * typically `dialTwiml(...)`. Twilio ends the media stream and runs the new document. A call that
+ * is already over answers 404 / 20404.
+ */
+export async function transferCall(client: TwilioClient, callSid: string, twiml: string): Promise<'redirected' | 'already-ended'> {
+  if (!CALL_SID.test(callSid)) throw new TwilioInputError(`not a Twilio call SID (CA + 32 hex digits): "${callSid}"`);
+  if (twiml.trim() === '') throw new TwilioInputError(`empty TwiML for the transfer of call ${callSid}`);
+  try {
+    await client.calls(callSid).update({ twiml });
+    return 'redirected';
+  } catch (err) {
+    const failure = restFailure(err);
+    if (failure !== null && (failure.status === 404 || failure.code === 20404)) return 'already-ended';
+    throw apiError(`transfer call ${callSid} on Twilio account ${client.accountSid}`, err);
   }
 }
 

@@ -6,7 +6,7 @@
 import { parseAgentConfig, DEFAULT_CONFIG_PATH } from '../../src/config.js';
 import type { AgentConfig } from '../../src/config.js';
 import { CallSession } from '../../src/call/session.js';
-import type { SessionAction, SessionDeps, SessionInput } from '../../src/call/session.js';
+import type { SessionAction, SessionDeps, SessionInput, TimerName } from '../../src/call/session.js';
 import type { RealtimeClientEvent, RealtimeServerEvent } from '../../src/realtime/events.js';
 import type { TwilioOutbound, TwilioStart } from '../../src/twilio/messages.js';
 import { readFileSync } from 'node:fs';
@@ -20,6 +20,9 @@ export function defaultAgentConfig(overrides: Partial<AgentConfig> = {}): AgentC
 
 /** Omit distributed over the union, so each event keeps its own fields. */
 export type ServerEventInput = RealtimeServerEvent extends infer E ? (E extends RealtimeServerEvent ? Omit<E, 'event_id'> : never) : never;
+
+/** Granularity at which timers set during playback are noticed; timers themselves fire on time. */
+const TIMER_STEP_MS = 5;
 
 type QueueEntry = { kind: 'audio'; ms: number } | { kind: 'mark'; name: string };
 
@@ -51,6 +54,8 @@ export class SessionHarness {
   heardMs = 0;
   /** set to false to model a Twilio that never acknowledges (e.g. network stall) */
   twilioEchoesMarks = true;
+  /** timers the session asked for, run on the fake clock by `advance` */
+  readonly timers = new Map<TimerName, number>();
 
   constructor(config: AgentConfig = defaultAgentConfig(), deps: SessionDeps = {}) {
     this.session = new CallSession(config, deps);
@@ -61,6 +66,8 @@ export class SessionHarness {
     for (const action of out) {
       this.actions.push({ atMs: this.now, action });
       if (action.kind === 'send-twilio') this.onTwilioReceives(action.message);
+      if (action.kind === 'set-timer') this.timers.set(action.timer, this.now + action.delayMs);
+      if (action.kind === 'clear-timer') this.timers.delete(action.timer);
     }
     return out;
   }
@@ -109,6 +116,37 @@ export class SessionHarness {
       kind: 'twilio',
       message: { event: 'media', sequenceNumber: '2', streamSid: STREAM_SID, media: { track: 'inbound', chunk: '1', timestamp: '0', payload } },
     });
+  }
+
+  sessionUpdated(): SessionAction[] {
+    return this.realtime({ type: 'session.updated', session: {} });
+  }
+
+  dtmf(digit: string): SessionAction[] {
+    return this.feed({ kind: 'twilio', message: { event: 'dtmf', sequenceNumber: '5', streamSid: STREAM_SID, dtmf: { track: 'inbound_track', digit } } });
+  }
+
+  /** A function call item of `responseId`: added, then done with `status`. */
+  functionCall(responseId: string, itemId: string, callId: string, name: string, args: string, status: 'completed' | 'incomplete' = 'completed'): SessionAction[] {
+    const item = { id: itemId, type: 'function_call' as const, call_id: callId, name, arguments: '' };
+    this.realtime({ type: 'response.output_item.added', response_id: responseId, output_index: 1, item: { ...item, status: 'in_progress' } });
+    return this.realtime({ type: 'response.output_item.done', response_id: responseId, output_index: 1, item: { ...item, arguments: args, status } });
+  }
+
+  toolResult(callId: string, outcome: { ok: true; output: string } | { ok: false; error: string }): SessionAction[] {
+    return this.feed({ kind: 'tool-result', callId, outcome });
+  }
+
+  /** Actions of one kind since `sinceIndex`. */
+  actionsOf<K extends SessionAction['kind']>(kind: K, sinceIndex = 0): Array<Extract<SessionAction, { kind: K }>> {
+    return this.actions.slice(sinceIndex).flatMap(({ action }) => (action.kind === kind ? [action as Extract<SessionAction, { kind: K }>] : []));
+  }
+
+  /** response.create events sent since `sinceIndex`, with their purpose. */
+  creates(sinceIndex = 0): Array<{ purpose: string | undefined; instructions: string | undefined }> {
+    return this.toRealtime(sinceIndex).flatMap((e) =>
+      e.type === 'response.create' ? [{ purpose: e.response?.metadata?.['purpose'], instructions: e.response?.instructions }] : [],
+    );
   }
 
   speechStarted(): SessionAction[] {
@@ -160,8 +198,24 @@ export class SessionHarness {
     this.responseDone(responseId);
   }
 
-  /** Let time pass; Twilio plays its buffer and echoes marks at the instant playback reaches them. */
+  /** Let time pass: Twilio plays its buffer and echoes marks, and the session's timers fire, each at its instant. */
   advance(ms: number): void {
+    const target = this.now + ms;
+    // Small steps: a timer may be set by an input that playback itself causes (a mark echo).
+    for (;;) {
+      let next: [TimerName, number] | null = null;
+      for (const entry of this.timers) if (next === null || entry[1] < next[1]) next = entry;
+      if (next !== null && next[1] <= this.now) {
+        this.timers.delete(next[0]);
+        this.feed({ kind: 'timer', timer: next[0] });
+        continue;
+      }
+      if (this.now >= target) break;
+      this.advancePlayback(Math.min(target, next?.[1] ?? Infinity, this.now + TIMER_STEP_MS) - this.now);
+    }
+  }
+
+  private advancePlayback(ms: number): void {
     const target = this.now + ms;
     this.flushImmediateEchoes();
     for (;;) {

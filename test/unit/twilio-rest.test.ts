@@ -10,8 +10,10 @@ import {
   configureVoiceWebhook,
   createTwilioClient,
   hangUpCall,
+  transferCall,
   voiceWebhookUrlFrom,
 } from '../../src/twilio/rest.js';
+import { dialTwiml, hangupTwiml } from '../../src/twilio/twiml.js';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -49,6 +51,8 @@ class FakeTwilio {
   readonly requests: RecordedRequest[] = [];
   numbers: FakeNumber[] = [];
   calls = new Map<string, string>();
+  /** When set, every call update answers this instead (Twilio's JSON error shape). */
+  callUpdateFailure: { status: number; code: number; message: string } | null = null;
   private readonly server: Server = createServer((req, res) => void this.handle(req, res));
 
   get baseUrl(): string {
@@ -65,6 +69,7 @@ class FakeTwilio {
       { sid: 'PN55555555555555555555555555555555', phoneNumber: APP_NUMBER, voiceUrl: '', voiceMethod: 'POST', voiceApplicationSid: 'AP66666666666666666666666666666666' },
     ];
     this.calls = new Map([[LIVE_CALL, 'in-progress']]);
+    this.callUpdateFailure = null;
   }
 
   async start(): Promise<void> {
@@ -141,6 +146,11 @@ class FakeTwilio {
     const callPath = new RegExp(`^${base}/Calls/(CA[0-9a-f]{32})\\.json$`).exec(url.pathname);
     if (recorded.method === 'POST' && callPath?.[1] !== undefined) {
       const sid = callPath[1];
+      if (this.callUpdateFailure !== null) {
+        const { status, code, message } = this.callUpdateFailure;
+        send(status, { code, message, more_info: `https://www.twilio.com/docs/errors/${code}`, status });
+        return;
+      }
       if (!this.calls.has(sid)) return notFound();
       const status = new URLSearchParams(recorded.body).get('Status') ?? this.calls.get(sid) ?? 'in-progress';
       this.calls.set(sid, status);
@@ -330,6 +340,87 @@ describe('hangUpCall', () => {
   it('rejects something that is not a call SID without a request', async () => {
     await expect(hangUpCall(client(), '../Accounts')).rejects.toThrow(TwilioInputError);
     expect(fake.requests).toEqual([]);
+  });
+});
+
+describe('transferCall', () => {
+  const twiml = dialTwiml('+15557770000', { callerId: NUMBER, actionUrl: 'https://abc.ngrok.app/transfer-status?callSid=x&y=1' });
+
+  it('replaces the live call\'s TwiML with the Dial document, authenticating as the account', async () => {
+    await expect(transferCall(client(), LIVE_CALL, twiml)).resolves.toBe('redirected');
+    expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual([`POST /2010-04-01/Accounts/${ACCOUNT_SID}/Calls/${LIVE_CALL}.json`]);
+    const [update] = fake.requests;
+    expect(update?.contentType).toBe('application/x-www-form-urlencoded');
+    expect(update?.authorization).toBe(`Basic ${Buffer.from(`${ACCOUNT_SID}:${AUTH_TOKEN}`).toString('base64')}`);
+    // Exactly one field, carrying the document byte for byte (& and quotes survive form encoding).
+    expect(Object.fromEntries(new URLSearchParams(update?.body))).toStrictEqual({ Twiml: twiml });
+    expect(fake.calls.get(LIVE_CALL)).toBe('in-progress');
+  });
+
+  it('treats 404 / 20404 as a call that already ended', async () => {
+    await expect(transferCall(client(), UNKNOWN_CALL, twiml)).resolves.toBe('already-ended');
+    expect(fake.requests).toHaveLength(1);
+  });
+
+  it('throws a TwilioApiError with status and code on a server error', async () => {
+    fake.callUpdateFailure = { status: 500, code: 20500, message: 'Internal Server Error' };
+    const err = await transferCall(client(), LIVE_CALL, twiml).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TwilioApiError);
+    expect(err).toMatchObject({ status: 500, code: 20500 });
+    expect((err as Error).message).toContain(`transfer call ${LIVE_CALL} on Twilio account ${ACCOUNT_SID}: HTTP 500, Twilio error 20500`);
+    expect(fake.requests).toHaveLength(1);
+  });
+
+  it('throws a TwilioApiError on rejected credentials', async () => {
+    const err = await transferCall(client('wrong-token'), LIVE_CALL, twiml).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TwilioApiError);
+    expect(err).toMatchObject({ status: 401, code: 20003 });
+  });
+
+  it('rejects something that is not a call SID, or empty TwiML, without a request', async () => {
+    await expect(transferCall(client(), '../Accounts', twiml)).rejects.toThrow(TwilioInputError);
+    await expect(transferCall(client(), `${LIVE_CALL}/x`, twiml)).rejects.toThrow(TwilioInputError);
+    await expect(transferCall(client(), LIVE_CALL, '  ')).rejects.toThrow(TwilioInputError);
+    expect(fake.requests).toEqual([]);
+  });
+});
+
+describe('dialTwiml', () => {
+  const XML = '<?xml version="1.0" encoding="UTF-8"?>';
+
+  it('dials an E.164 target as <Number> with action, method, callerId and a 20 s timeout', () => {
+    expect(dialTwiml('+15557770000', { callerId: '+15551234567', actionUrl: 'https://abc.ngrok.app/transfer-status' })).toBe(
+      `${XML}<Response><Dial action="https://abc.ngrok.app/transfer-status" method="POST" callerId="+15551234567" timeout="20">` +
+        '<Number>+15557770000</Number></Dial></Response>',
+    );
+  });
+
+  it('dials a SIP URI as <Sip>, omits callerId when null and takes another timeout', () => {
+    expect(dialTwiml('sip:agent@pbx.example.com;transport=tls', { callerId: null, actionUrl: 'https://abc.ngrok.app/t', timeoutS: 45 })).toBe(
+      `${XML}<Response><Dial action="https://abc.ngrok.app/t" method="POST" timeout="45">` +
+        '<Sip>sip:agent@pbx.example.com;transport=tls</Sip></Dial></Response>',
+    );
+  });
+
+  it('escapes the action URL as an XML attribute', () => {
+    expect(dialTwiml('+15557770000', { callerId: null, actionUrl: 'https://abc.ngrok.app/t?a=1&b="2"' })).toContain(
+      'action="https://abc.ngrok.app/t?a=1&amp;b=&quot;2&quot;"',
+    );
+  });
+
+  it('refuses a target that is neither E.164 nor a SIP URI, and an out-of-range timeout', () => {
+    for (const target of ['5557770000', '+1 555 777 0000', 'agent@pbx.example.com', 'sip:', 'tel:+15557770000', '']) {
+      expect(() => dialTwiml(target, { callerId: null, actionUrl: 'https://abc.ngrok.app/t' })).toThrow(/E\.164 number .* or a SIP URI/);
+    }
+    for (const timeoutS of [0, 4, 601, 2.5]) {
+      expect(() => dialTwiml('+15557770000', { callerId: null, actionUrl: 'https://abc.ngrok.app/t', timeoutS })).toThrow(/dial timeout/);
+    }
+  });
+});
+
+describe('hangupTwiml', () => {
+  it('is a bare <Hangup/>', () => {
+    expect(hangupTwiml()).toBe('<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>');
   });
 });
 
