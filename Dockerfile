@@ -17,6 +17,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# The embedded model's voice clips are data, not code: tsc does not copy them.
+COPY src/realtime/local/voice ./dist/realtime/local/voice
 COPY config ./config
 USER node
 EXPOSE 5050

@@ -15,6 +15,7 @@ import { defaultOutputDir, OUTPUT_FILES, writeOutputs } from '../src/replay/outp
 import { createProgressBar } from '../src/replay/progress.js';
 import { loadInProcessConfig, runReplay, targetUrlProblem } from '../src/replay/run.js';
 import type { LatencyStats, ReplaySummary } from '../src/replay/summary.js';
+import { endLabel } from '../src/replay/timeline-svg.js';
 
 const USAGE = `Replay a recorded call into callbridge, as Twilio would.
 
@@ -63,6 +64,16 @@ function keyNumbers(s: ReplaySummary): string[] {
     if (it.sinceCallerSpeechMs !== null) parts.push(`agent quiet ${ms(it.sinceCallerSpeechMs)} after the caller spoke`);
     lines.push(`interruption ${i + 1} at ${(it.atMs / 1000).toFixed(2)} s: ${parts.join(', ')}`);
   });
+  if (s.greeting !== null) {
+    const g = s.greeting;
+    lines.push(`greeting: first audio at ${ms(g.firstAudioMs)}${g.interrupted ? ', interrupted' : ''}${g.transcript === null ? '' : `: "${g.transcript.slice(0, 80)}"`}`);
+  }
+  for (const c of s.toolCalls ?? []) {
+    const result = !c.ran ? 'not run' : c.ok === null ? 'no output' : c.ok ? `ok in ${ms(c.durationMs)}` : `error after ${ms(c.durationMs)}: ${(c.error ?? '').slice(0, 80)}`;
+    lines.push(`tool ${c.name} at ${(c.startMs / 1000).toFixed(2)} s: ${result}`);
+  }
+  for (const k of s.keypadEntries ?? []) lines.push(`keypad entry ${k.digits} at ${(k.atMs / 1000).toFixed(2)} s`);
+  lines.push(`${endLabel(s)} at ${(s.ended.atMs / 1000).toFixed(2)} s${s.ended.reason === null ? '' : ` (${s.ended.reason})`}`);
   for (const e of s.errors ?? []) lines.push(`API error at ${ms(e.atMs)}: ${e.code ?? '?'}: ${e.message}`);
   if (s.twilioProtocolErrors.length > 0) lines.push(`Twilio would have rejected ${s.twilioProtocolErrors.length} message(s) (see summary.json)`);
   if (!s.upstreamVisible) lines.push('upstream events not visible with --url: turns, responses and API errors are not in the summary');

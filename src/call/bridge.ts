@@ -431,7 +431,7 @@ export class CallBridge {
     if (this.upstream !== null) return;
     const recorder = this.recorder;
     this.recorder = null;
-    if (recorder !== null) this.bestEffort('recorder', () => recorder.end());
+    if (recorder !== null) this.bestEffort('recorder', () => recorder.end({ reason: this.endReason ?? this.session.endReason, atMs: this.now() }));
     this.resolveClosed();
   }
 

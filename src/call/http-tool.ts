@@ -16,7 +16,8 @@ const ERROR_EXCERPT_CHARS = 200;
 /** Bytes read from a non-2xx body to find that excerpt (a UTF-8 character is at most 4 bytes). */
 const ERROR_EXCERPT_BYTES = ERROR_EXCERPT_CHARS * 4;
 
-export type ToolOutcome = { ok: true; output: string } | { ok: false; error: string };
+import type { ToolOutcome } from './tool-calls.js';
+export type { ToolOutcome };
 
 export interface HttpToolRequest {
   /** the function name the model called */

@@ -78,6 +78,11 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayResult> {
   const maxTailMs = options.maxTailMs ?? DEFAULT_MAX_TAIL_MS;
   const target = options.url === undefined ? await inProcessTarget(options.env ?? process.env, options.logger ?? createLogger('silent')) : remoteTarget(options.url);
   const caller = new SimulatedCaller({ url: target.url, customParameters: input.customParameters });
+  // When the bridge ends the call (end_call, transfer, idle) the caller sees its socket close: that is the end.
+  let closedAtMs: number | null = null;
+  void caller.done.then(() => {
+    closedAtMs = caller.nowMs();
+  });
   const timers: NodeJS.Timeout[] = [];
   let progressTimer: NodeJS.Timeout | undefined;
   try {
@@ -109,7 +114,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayResult> {
     report();
     // The bridge records until both its sockets are closed: wait, so its log is complete.
     await waitUntil(() => target.liveCalls() === 0, CLOSE_WAIT_MS);
-    return collect(input, caller, target);
+    return collect(input, caller, target, closedAtMs);
   } finally {
     for (const t of timers) clearTimeout(t);
     clearInterval(progressTimer);
@@ -134,8 +139,9 @@ function scheduleDtmf(caller: SimulatedCaller, presses: ReplayInput['dtmf']): No
   );
 }
 
-function collect(input: ReplayInput, caller: SimulatedCaller, target: Target): ReplayResult {
-  const endMs = caller.sent.find((s) => s.message.event === 'stop')?.atMs ?? caller.nowMs();
+function collect(input: ReplayInput, caller: SimulatedCaller, target: Target, closedAtMs: number | null): ReplayResult {
+  // The caller's `stop` when it hung up; else when the bridge closed the socket on it.
+  const endMs = caller.sent.find((s) => s.message.event === 'stop')?.atMs ?? closedAtMs ?? caller.nowMs();
   const heardAudio = caller.heardAudio();
   const callerAudio = sentAudio(caller.sent, Math.max(heardAudio.length, Math.ceil(endMs * MULAW_BYTES_PER_MS)));
   const callerLog: CallerLog = {

@@ -7,6 +7,7 @@
  *     arrival (on loopback the two differ by well under a millisecond).
  * Pure: no clock, no I/O. Every field that needs the upstream events is null without them.
  */
+import { CAPTURE_END_TYPE } from '../call/recorder.js';
 import { base64ByteLength } from '../call/session.js';
 import type { MarkEcho, ProtocolError } from '../twilio/simulated-caller.js';
 import type { TwilioInbound, TwilioOutbound } from '../twilio/messages.js';
@@ -17,6 +18,10 @@ export const SUMMARY_FORMAT = 'callbridge.replay-summary/1';
 const MULAW_BYTES_PER_MS = 8;
 /** Without upstream events, a new answer starts after this long without agent audio arriving. */
 const ANSWER_GAP_MS = 500;
+/** Tool outputs and errors are cut to this many characters (the last one then being …). */
+export const TOOL_TEXT_MAX_CHARS = 500;
+/** The text of the user message the bridge writes for a keypad entry, before the digits. */
+const KEYPAD_PREFIX = 'Keypad entry: ';
 
 // ---------------------------------------------------------------- inputs
 
@@ -84,6 +89,14 @@ export interface ReplaySummary {
   turns: Turn[] | null;
   /** upstream: every response the model started. */
   responses: ResponseSummary[] | null;
+  /** upstream: the agent's greeting, the first response asked for with purpose `greeting`; null if there was none (or no upstream). */
+  greeting: GreetingSummary | null;
+  /** upstream: every function call the model made, in the order they appeared. */
+  toolCalls: ToolCallSummary[] | null;
+  /** upstream: each keypad entry the bridge handed to the model (a `Keypad entry: …` user message). */
+  keypadEntries: KeypadEntry[] | null;
+  /** How and when the call ended. */
+  ended: CallEnded;
   /** Every `clear` the caller received: the agent cut off by the caller. */
   interruptions: Interruption[];
   /** DTMF keys the caller pressed. */
@@ -132,6 +145,8 @@ export interface Turn {
 
 export interface ResponseSummary {
   id: string;
+  /** Why the bridge asked for it: its `metadata.purpose` (greeting, answer, tool-output, reminder, goodbye, transfer-failed); null if absent (e.g. a VAD-created response). */
+  purpose: string | null;
   /** response.done's status (completed / cancelled / failed / incomplete); null if it never came. */
   status: string | null;
   /** response.done's status_details.reason (e.g. client_cancelled). */
@@ -144,6 +159,61 @@ export interface ResponseSummary {
   audioSentMs: number;
   /** ms of it the caller actually heard (the rest was cleared or still buffered when the call ended). */
   audioHeardMs: number;
+}
+
+export interface GreetingSummary {
+  responseId: string;
+  /** Arrival of its `response.created`. */
+  startMs: number;
+  /** When the caller received the first of its audio (playback starts then: nothing plays before the greeting); null if none arrived. */
+  firstAudioMs: number | null;
+  /** What the model said, from its output transcripts (all of it, heard or not); null if none came. */
+  transcript: string | null;
+  /** The caller barged into it (an interruption cut it), or it ended `cancelled`. */
+  interrupted: boolean;
+}
+
+export interface ToolCallSummary {
+  callId: string;
+  name: string;
+  /** The arguments as the model wrote them (JSON text, possibly invalid). */
+  arguments: string;
+  /** The response that made the call. */
+  responseId: string | null;
+  /** Arrival of its `response.output_item.done` with status `completed` (when it ran); else of its first item event. */
+  startMs: number;
+  /** From startMs to the bridge sending its `function_call_output`; null if no output was sent. */
+  durationMs: number | null;
+  /** False when the output was an error (`{"error":"…"}`); null if no output was sent. */
+  ok: boolean | null;
+  /** The output sent (ok only), cut to TOOL_TEXT_MAX_CHARS. */
+  output?: string;
+  /** The error text of an error output, cut to TOOL_TEXT_MAX_CHARS. */
+  error?: string;
+  /** The bridge ran it: its item was done with status `completed` (or it was answered). False for calls of cancelled / incomplete responses, which get no output. */
+  ran: boolean;
+}
+
+export interface KeypadEntry {
+  /** When the bridge sent the entry to the model. */
+  atMs: number;
+  digits: string;
+}
+
+export type EndedBy = 'agent' | 'caller' | 'transfer' | 'idle' | 'other';
+
+export interface CallEnded {
+  /** Stream time the call ended: `stop` sent by the caller, or the bridge closing the socket. */
+  atMs: number;
+  /**
+   * Who ended it: from `reason` when recorded (agent-ended → agent, transferred → transfer, idle →
+   * idle, twilio-stop / twilio-closed → caller, anything else → other); otherwise inferred: the
+   * caller when it hung up first (sent `stop`), else from the last end_call / transfer_call run
+   * or a goodbye response, else other.
+   */
+  by: EndedBy;
+  /** The bridge's end reason as recorded in its capture (session `endReason`); null when not recorded. */
+  reason: string | null;
 }
 
 export interface Interruption {
@@ -257,6 +327,8 @@ interface BridgeTwilioOut {
 interface BridgeView {
   upstream: UpEvent[];
   twilioOut: BridgeTwilioOut[];
+  /** Arrivals of the caller's DTMF keys. */
+  dtmfIn: number[];
 }
 
 /** Bridge clock reading at the stream start: the arrival of `start`; null if it is not in the log. */
@@ -276,13 +348,15 @@ function bridgeView(bridge: BridgeLog): BridgeView | null {
     if (type !== null) upstream.push({ atMs: l.atMs - t0, dir: l.dir, type, body: l.msg });
   }
   const twilioOut: BridgeTwilioOut[] = [];
+  const dtmfIn: number[] = [];
   for (const l of bridge.twilioLines) {
+    if (l.dir === 'in' && isObj(l.msg) && l.msg['event'] === 'dtmf') dtmfIn.push(l.atMs - t0);
     if (l.dir !== 'out' || !isObj(l.msg)) continue;
     const event = str(l.msg, 'event') ?? '';
     const payload = str(obj(l.msg, 'media'), 'payload');
     twilioOut.push({ atMs: l.atMs - t0, event, bytes: payload === null ? 0 : base64ByteLength(payload) });
   }
-  return { upstream, twilioOut };
+  return { upstream, twilioOut, dtmfIn };
 }
 
 /** Which response and item each media frame the bridge sent belongs to: the last audio delta before it. */
@@ -422,6 +496,10 @@ export function buildSummary(input: SummaryInput): ReplaySummary {
   const responses = view === null || owners === null ? null : buildResponses(view, owners, answers);
   const interruptions = clears.map((c, i) => buildInterruption(c, i, view, answers, callerSpeech));
   const errors = view === null ? null : buildErrors(view);
+  const toolCalls = view === null ? null : buildToolCalls(view);
+  const greeting = view === null || responses === null ? null : buildGreeting(view, responses, answers, interruptions);
+  const keypadEntries = view === null ? null : buildKeypadEntries(view);
+  const ended = buildEnded(input, view, toolCalls, responses);
 
   return {
     format: SUMMARY_FORMAT,
@@ -443,6 +521,10 @@ export function buildSummary(input: SummaryInput): ReplaySummary {
     callerSpeech,
     turns,
     responses,
+    greeting,
+    toolCalls,
+    keypadEntries,
+    ended,
     interruptions,
     dtmf: caller.sent.flatMap((m) => (m.message.event === 'dtmf' ? [{ atMs: round1(m.atMs), digit: m.message.dtmf.digit }] : [])),
     latency: {
@@ -501,10 +583,11 @@ function buildResponses(view: BridgeView, owners: Array<{ responseId: string | n
     const id = str(response, 'id');
     if (id === null) continue;
     if (e.type === 'response.created' && !byId.has(id)) {
-      byId.set(id, { id, status: null, reason: null, createdMs: round1(e.atMs), doneMs: null, audioSentMs: 0, audioHeardMs: 0 });
+      byId.set(id, { id, purpose: purposeOf(response), status: null, reason: null, createdMs: round1(e.atMs), doneMs: null, audioSentMs: 0, audioHeardMs: 0 });
     } else if (e.type === 'response.done') {
       const r = byId.get(id);
       if (r === undefined) continue;
+      r.purpose ??= purposeOf(response);
       r.status = str(response, 'status');
       r.reason = str(obj(response, 'status_details'), 'reason');
       r.doneMs = round1(e.atMs);
@@ -587,4 +670,136 @@ function buildErrors(view: BridgeView): ApiError[] {
       const err = obj(e.body, 'error');
       return { atMs: round1(e.atMs), code: str(err, 'code'), message: str(err, 'message') ?? '', type: str(err, 'type') };
     });
+}
+
+function purposeOf(response: Obj): string | null {
+  return str(obj(response, 'metadata'), 'purpose');
+}
+
+function clip(text: string): string {
+  return text.length <= TOOL_TEXT_MAX_CHARS ? text : `${text.slice(0, TOOL_TEXT_MAX_CHARS - 1)}…`;
+}
+
+/** An output the bridge wrote for a failed call is exactly `{"error":"…"}`; anything else is a result. */
+function toolOutcome(output: string): Pick<ToolCallSummary, 'ok' | 'output' | 'error'> {
+  try {
+    const v: unknown = JSON.parse(output);
+    if (isObj(v) && Object.keys(v).length === 1 && typeof v['error'] === 'string') return { ok: false, error: clip(v['error']) };
+  } catch {
+    // not JSON: a plain result
+  }
+  return { ok: true, output: clip(output) };
+}
+
+function buildToolCalls(view: BridgeView): ToolCallSummary[] {
+  const byCallId = new Map<string, ToolCallSummary>();
+  for (const e of view.upstream) {
+    if (e.dir === 'in' && (e.type === 'response.output_item.added' || e.type === 'response.output_item.done')) {
+      const item = obj(e.body, 'item');
+      const callId = str(item, 'call_id');
+      if (str(item, 'type') !== 'function_call' || callId === null) continue;
+      let call = byCallId.get(callId);
+      if (call === undefined) {
+        call = { callId, name: '', arguments: '', responseId: str(e.body, 'response_id'), startMs: round1(e.atMs), durationMs: null, ok: null, ran: false };
+        byCallId.set(callId, call);
+      }
+      // Once it runs, the call is what ran: a repeated item changes nothing (the bridge runs it once).
+      if (call.ran) continue;
+      call.name = str(item, 'name') ?? call.name;
+      call.arguments = str(item, 'arguments') ?? call.arguments;
+      if (e.type === 'response.output_item.done' && str(item, 'status') === 'completed') {
+        call.ran = true;
+        call.startMs = round1(e.atMs);
+      }
+    } else if (e.dir === 'out' && e.type === 'conversation.item.create') {
+      const item = obj(e.body, 'item');
+      const callId = str(item, 'call_id');
+      const call = callId === null ? undefined : byCallId.get(callId);
+      const output = str(item, 'output');
+      if (str(item, 'type') !== 'function_call_output' || call === undefined || output === null || call.ok !== null) continue;
+      call.ran = true;
+      call.durationMs = round1(e.atMs - call.startMs);
+      Object.assign(call, toolOutcome(output));
+    }
+  }
+  return [...byCallId.values()];
+}
+
+/** The text the model produced for a response: its transcripts' done events, else their deltas, else response.done's output. */
+function responseTranscript(view: BridgeView, responseId: string): string | null {
+  const mine = view.upstream.filter((e) => e.dir === 'in' && str(e.body, 'response_id') === responseId);
+  const done = mine.filter((e) => e.type === 'response.output_audio_transcript.done' || e.type === 'response.output_text.done');
+  if (done.length > 0) return done.map((e) => str(e.body, 'transcript') ?? str(e.body, 'text') ?? '').join(' ');
+  const deltas = mine.filter((e) => e.type === 'response.output_audio_transcript.delta' || e.type === 'response.output_text.delta');
+  if (deltas.length > 0) return deltas.map((e) => str(e.body, 'delta') ?? '').join('');
+  const responseDone = view.upstream.find((e) => e.dir === 'in' && e.type === 'response.done' && str(obj(e.body, 'response'), 'id') === responseId);
+  const output = responseDone === undefined ? undefined : obj(responseDone.body, 'response')['output'];
+  if (!Array.isArray(output)) return null;
+  const parts: string[] = [];
+  for (const item of output) {
+    const content = isObj(item) && item['type'] === 'message' ? item['content'] : undefined;
+    if (!Array.isArray(content)) continue;
+    for (const c of content) if (isObj(c)) parts.push(str(c, 'transcript') ?? str(c, 'text') ?? '');
+  }
+  const text = parts.filter((p) => p !== '').join(' ');
+  return text === '' ? null : text;
+}
+
+function buildGreeting(view: BridgeView, responses: ResponseSummary[], answers: Answer[], interruptions: Interruption[]): GreetingSummary | null {
+  const r = responses.find((x) => x.purpose === 'greeting');
+  if (r === undefined) return null;
+  const firsts = answers.filter((a) => a.responseId === r.id).map((a) => a.firstAtMs);
+  return {
+    responseId: r.id,
+    startMs: r.createdMs,
+    firstAudioMs: firsts.length === 0 ? null : round1(Math.min(...firsts)),
+    transcript: responseTranscript(view, r.id),
+    interrupted: r.status === 'cancelled' || interruptions.some((i) => i.responseId === r.id),
+  };
+}
+
+/**
+ * The bridge's `Keypad entry: …` user messages. After an upstream reconnect the bridge re-seeds
+ * the conversation, earlier entries included: an entry counts only if a key arrived since the
+ * last one that counted (when the log holds the keys at all).
+ */
+function buildKeypadEntries(view: BridgeView): KeypadEntry[] {
+  const out: KeypadEntry[] = [];
+  let keysCounted = 0;
+  for (const e of view.upstream) {
+    if (e.dir !== 'out' || e.type !== 'conversation.item.create') continue;
+    const item = obj(e.body, 'item');
+    if (str(item, 'type') !== 'message' || str(item, 'role') !== 'user') continue;
+    const content = item['content'];
+    if (!Array.isArray(content)) continue;
+    const text = content.map((c) => (isObj(c) && c['type'] === 'input_text' ? (str(c, 'text') ?? '') : '')).join('');
+    if (!text.startsWith(KEYPAD_PREFIX)) continue;
+    if (view.dtmfIn.length > 0) {
+      const keysBefore = view.dtmfIn.filter((t) => t <= e.atMs).length;
+      if (keysBefore <= keysCounted) continue;
+      keysCounted = keysBefore;
+    }
+    out.push({ atMs: round1(e.atMs), digits: text.slice(KEYPAD_PREFIX.length) });
+  }
+  return out;
+}
+
+const BY_REASON: Record<string, EndedBy> = {
+  'agent-ended': 'agent',
+  transferred: 'transfer',
+  idle: 'idle',
+  'twilio-stop': 'caller',
+  'twilio-closed': 'caller',
+};
+
+function buildEnded(input: SummaryInput, view: BridgeView | null, toolCalls: ToolCallSummary[] | null, responses: ResponseSummary[] | null): CallEnded {
+  const atMs = round1(input.endMs);
+  const line = view === null ? undefined : [...view.upstream].reverse().find((e) => e.type === CAPTURE_END_TYPE);
+  const reason = line === undefined ? null : str(line.body, 'reason');
+  if (reason !== null) return { atMs, by: BY_REASON[reason] ?? 'other', reason };
+  if (input.caller.sent.some((m) => m.message.event === 'stop')) return { atMs, by: 'caller', reason: null };
+  const control = [...(toolCalls ?? [])].reverse().find((c) => c.ran && c.ok !== false && (c.name === 'end_call' || c.name === 'transfer_call'));
+  if (control !== undefined) return { atMs, by: control.name === 'end_call' ? 'agent' : 'transfer', reason: null };
+  if (responses?.some((r) => r.purpose === 'goodbye') === true) return { atMs, by: 'idle', reason: null };
+  return { atMs, by: 'other', reason: null };
 }

@@ -18,7 +18,11 @@ import { startRig, type Rig } from '../support/call-rig.js';
 
 const CALLS = fileURLToPath(new URL('../fixtures/calls/', import.meta.url));
 /** The local model whatever the developer's environment holds: no key, no network. */
-const LOCAL_ONLY: NodeJS.ProcessEnv = { REALTIME_BACKEND: 'local' };
+const LOCAL_ONLY: NodeJS.ProcessEnv = {
+  REALTIME_BACKEND: 'local',
+  // These captures were recorded on the bare bridge (no greeting): replayed on the same agent.
+  CONFIG_FILE: fileURLToPath(new URL('../fixtures/config/bare-bridge.json', import.meta.url)),
+};
 
 function replay(name: string, url?: string): Promise<ReplayResult> {
   const input = loadReplayInput(join(CALLS, `${name}.twilio.jsonl`));

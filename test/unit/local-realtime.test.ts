@@ -602,7 +602,7 @@ describe('Conversation: items and truncation', () => {
     });
     expect(b.map((e) => e.type)).toEqual(['conversation.item.added', 'conversation.item.done']);
     expect(conv.items.map((i) => i.text)).toEqual(['zero', 'one']);
-    expect(only(events(conv, { type: 'conversation.item.retrieve', item_id: 'item_mine' }), 'conversation.item.retrieved').item.role).toBe('system');
+    expect(only(events(conv, { type: 'conversation.item.retrieve', item_id: 'item_mine' }), 'conversation.item.retrieved').item).toMatchObject({ role: 'system' });
     expect(events(conv, { type: 'conversation.item.delete', item_id: 'item_mine' })).toEqual([
       expect.objectContaining({ type: 'conversation.item.deleted', item_id: 'item_mine' }),
     ]);

@@ -140,8 +140,8 @@ describe('replay summary', () => {
       { startedMs: 3080, stoppedMs: 4100, itemId: 'item_u2', firstAudioSentMs: 4150, firstAudioLatencyMs: 50 },
     ]);
     expect(s.responses).toEqual([
-      { id: 'resp_1', status: 'completed', reason: null, createdMs: 1510, doneMs: 1700, audioSentMs: 2000, audioHeardMs: 1520 },
-      { id: 'resp_2', status: 'completed', reason: null, createdMs: 4110, doneMs: 4200, audioSentMs: 500, audioHeardMs: 500 },
+      { id: 'resp_1', purpose: null, status: 'completed', reason: null, createdMs: 1510, doneMs: 1700, audioSentMs: 2000, audioHeardMs: 1520 },
+      { id: 'resp_2', purpose: null, status: 'completed', reason: null, createdMs: 4110, doneMs: 4200, audioSentMs: 500, audioHeardMs: 500 },
     ]);
     expect(s.interruptions).toEqual([
       {
@@ -170,6 +170,11 @@ describe('replay summary', () => {
     });
     expect(s.errors).toEqual([{ atMs: 4300, code: 'some_code', message: 'something went wrong', type: 'invalid_request_error' }]);
     expect(s.twilioProtocolErrors).toEqual([]);
+    // No greeting, tool call or keypad entry in this call; it ended with the caller's stop (no end line recorded).
+    expect(s.greeting).toBeNull();
+    expect(s.toolCalls).toEqual([]);
+    expect(s.keypadEntries).toEqual([]);
+    expect(s.ended).toEqual({ atMs: 6000, by: 'caller', reason: null });
   });
 
   it('reports a cancel, the cancelled status and its reason when the barge-in comes mid-generation', () => {
@@ -192,6 +197,10 @@ describe('replay summary', () => {
     expect(s.turns).toBeNull();
     expect(s.responses).toBeNull();
     expect(s.errors).toBeNull();
+    expect(s.greeting).toBeNull();
+    expect(s.toolCalls).toBeNull();
+    expect(s.keypadEntries).toBeNull();
+    expect(s.ended).toEqual({ atMs: 6000, by: 'caller', reason: null });
     expect(s.counts).toMatchObject({ turns: null, responses: null, completedResponses: null, cancelledResponses: null, errors: null, interruptions: 1 });
     expect(s.latency.firstAudioMs).toBeNull();
     expect(s.latency.reactionMs).toBeNull();

@@ -29,9 +29,13 @@ const SUMMARY: ReplaySummary = {
     { startedMs: 3080, stoppedMs: 4100, itemId: 'item_u2', firstAudioSentMs: 4150, firstAudioLatencyMs: 50 },
   ],
   responses: [
-    { id: 'resp_1', status: 'cancelled', reason: 'client_cancelled', createdMs: 1510, doneMs: 3100, audioSentMs: 2000, audioHeardMs: 1520 },
-    { id: 'resp_2', status: 'completed', reason: null, createdMs: 4110, doneMs: 4200, audioSentMs: 500, audioHeardMs: 500 },
+    { id: 'resp_1', purpose: null, status: 'cancelled', reason: 'client_cancelled', createdMs: 1510, doneMs: 3100, audioSentMs: 2000, audioHeardMs: 1520 },
+    { id: 'resp_2', purpose: null, status: 'completed', reason: null, createdMs: 4110, doneMs: 4200, audioSentMs: 500, audioHeardMs: 500 },
   ],
+  greeting: null,
+  toolCalls: [],
+  keypadEntries: [],
+  ended: { atMs: 6000, by: 'caller', reason: 'twilio-stop' },
   interruptions: [
     {
       atMs: 3081,

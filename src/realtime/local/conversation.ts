@@ -14,14 +14,17 @@
 import type {
   AudioFormat,
   ContentPart,
+  ConversationItem,
   ErrorEvent,
   MessageItem,
   RealtimeClientEvent,
+  RealtimeFunctionTool,
   RealtimeServerEvent,
   RealtimeSessionConfig,
   ResponseObject,
   SemanticVad,
   ServerVad,
+  ToolChoice,
   TurnDetection,
 } from '../events.js';
 import { alawDecode, alawEncode, mulawDecode, mulawEncode } from '../../audio/g711.js';
@@ -79,7 +82,7 @@ export class IdSource {
     this.tag = (tag ?? Math.random().toString(36).slice(2, 10)).padEnd(8, '0').slice(0, 8);
   }
 
-  next(prefix: 'event' | 'item' | 'resp' | 'sess' | 'conv'): string {
+  next(prefix: 'event' | 'item' | 'resp' | 'sess' | 'conv' | 'call'): string {
     this.counter++;
     return `${prefix}_LOC${this.tag}${this.counter.toString(36).padStart(10, '0')}`;
   }
@@ -96,12 +99,43 @@ export interface AnswerContext {
   responseIndex: number;
   /** The instructions in force for this response (response override, else session). */
   instructions: string;
+  // The fields below are always set by the Conversation; they are optional only so that contexts
+  // built by hand (tests, scripts written before function calling) still compile.
+  /** Names of the function tools in force for this response (response override, else session). */
+  tools?: string[];
+  /** The tool choice in force for this response (response override, else session). */
+  toolChoice?: ToolChoice;
+  /** The `metadata` of the `response.create` that started this response (null: none, or a VAD turn). */
+  metadata?: Record<string, string> | null;
+  /** Text of the newest user message when it is a text message (e.g. "Keypad entry: 1234"), else null. */
+  lastUserText?: string | null;
+  /** Set when the newest conversation item is a function_call_output; `name` comes from its call. */
+  lastFunctionOutput?: FunctionOutputContext | null;
+}
+
+export interface FunctionOutputContext {
+  callId: string;
+  name: string;
+  output: string;
+}
+
+/** A function call the answer source asks for: emitted as a `function_call` output item. */
+export interface AnswerFunctionCall {
+  name: string;
+  /** JSON text, passed through as the model would write it */
+  arguments: string;
 }
 
 export interface Answer {
-  /** PCM16 24 kHz mono */
+  /** PCM16 24 kHz mono; may be empty when the answer only calls a function. */
   audio: Int16Array;
   transcript: string;
+  /**
+   * Emitted after the audio message (output index 1), or alone (output index 0) when `audio` is
+   * empty. The name must be one of `tools` and allowed by `toolChoice`, else the response fails
+   * with a server_error.
+   */
+  functionCall?: AnswerFunctionCall;
 }
 
 export type AnswerSource = (ctx: AnswerContext) => Answer;
@@ -142,7 +176,7 @@ export const defaultTranscribe: TranscribeSource = (ctx) => `(speech ${ctx.durat
 export interface ItemRetrievedEvent {
   type: 'conversation.item.retrieved';
   event_id: string;
-  item: MessageItem;
+  item: ConversationItem;
 }
 
 export type LocalServerEvent = RealtimeServerEvent | ItemRetrievedEvent;
@@ -209,7 +243,13 @@ const SESSION_KEYS = new Set([
   'include',
 ]);
 /** Accepted and echoed back, but they change nothing in a local model. */
-const OPAQUE_SESSION_KEYS = ['tools', 'tool_choice', 'max_output_tokens', 'tracing', 'truncation', 'prompt', 'include'] as const;
+const OPAQUE_SESSION_KEYS = ['max_output_tokens', 'tracing', 'truncation', 'prompt', 'include'] as const;
+const ITEM_KEYS: Record<ConversationItem['type'], ReadonlySet<string>> = {
+  message: new Set(['id', 'object', 'type', 'role', 'status', 'content']),
+  function_call: new Set(['id', 'object', 'type', 'status', 'call_id', 'name', 'arguments']),
+  function_call_output: new Set(['id', 'object', 'type', 'status', 'call_id', 'output']),
+};
+const ITEM_KEYS_ANY: ReadonlySet<string> = new Set(Object.values(ITEM_KEYS).flatMap((keys) => [...keys]));
 const RESPONSE_KEYS = new Set([
   'conversation',
   'output_modalities',
@@ -339,6 +379,110 @@ function rejectUnknownKeys(obj: Json, allowed: ReadonlySet<string>, prefix: stri
   for (const key of Object.keys(obj)) {
     if (!allowed.has(key)) throw unknownParameter(`${prefix}.${key}`);
   }
+}
+
+// ---------------------------------------------------------------- tools and metadata
+
+/** A declared function tool, normalized: optional fields only when the client gave them. */
+export interface DeclaredTool {
+  type: 'function';
+  name: string;
+  description?: string;
+  parameters?: Json;
+}
+
+/** The function-name rule of OpenAI's APIs. */
+const TOOL_NAME_RE = /^[a-zA-Z0-9_-]{1,64}$/;
+const TOOL_KEYS = new Set(['type', 'name', 'description', 'parameters']);
+export const MAX_METADATA_KEYS = 16;
+const MAX_METADATA_KEY_LENGTH = 64;
+const MAX_METADATA_VALUE_LENGTH = 512;
+
+/**
+ * GA `tools`: function tools only. Local rule: MCP tools are not offered by the local server,
+ * and two tools with the same name are refused (the model could not tell them apart).
+ */
+function readTools(v: unknown, param: string): DeclaredTool[] {
+  if (!Array.isArray(v)) throw invalidType(param, 'an array', v);
+  const values: unknown[] = v;
+  const seen = new Set<string>();
+  return values.map((raw, i) => {
+    const p = `${param}[${i}]`;
+    const obj = readObject(raw, p);
+    if (obj['type'] === undefined) throw missing(`${p}.type`);
+    const type = readEnum(obj['type'], `${p}.type`, ['function'] as const);
+    rejectUnknownKeys(obj, TOOL_KEYS, p);
+    if (obj['name'] === undefined) throw missing(`${p}.name`);
+    const name = readString(obj['name'], `${p}.name`);
+    if (!TOOL_NAME_RE.test(name)) {
+      throw new ClientError(
+        'invalid_value',
+        `Invalid '${p}.name': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]{1,64}$'.`,
+        `${p}.name`,
+      );
+    }
+    if (seen.has(name)) throw new ClientError('invalid_value', `Invalid '${p}.name': duplicate tool name '${name}'.`, `${p}.name`);
+    seen.add(name);
+    const tool: DeclaredTool = { type, name };
+    if (obj['description'] !== undefined) tool.description = readString(obj['description'], `${p}.description`);
+    if (obj['parameters'] !== undefined) tool.parameters = structuredClone(readObject(obj['parameters'], `${p}.parameters`));
+    return tool;
+  });
+}
+
+function readToolChoice(v: unknown, param: string): ToolChoice {
+  if (typeof v === 'string') return readEnum(v, param, ['auto', 'none', 'required'] as const);
+  if (!isObject(v)) throw invalidType(param, "a string or an object", v);
+  if (v['type'] === undefined) throw missing(`${param}.type`);
+  // Local rule: MCP tool choices are not offered, like MCP tools.
+  const type = readEnum(v['type'], `${param}.type`, ['function'] as const);
+  rejectUnknownKeys(v, new Set(['type', 'name']), param);
+  if (v['name'] === undefined) throw missing(`${param}.name`);
+  return { type, name: readString(v['name'], `${param}.name`) };
+}
+
+/** Local rule: forcing a function the tools in force do not declare is refused up front. */
+function checkToolChoice(choice: ToolChoice, tools: readonly DeclaredTool[], param: string): void {
+  if (typeof choice === 'string' || tools.some((t) => t.name === choice.name)) return;
+  throw new ClientError(
+    'invalid_value',
+    `Invalid '${param}.name': no function tool named '${choice.name}' is declared${tools.length > 0 ? ` (declared: ${listValues(tools.map((t) => t.name))})` : ''}.`,
+    `${param}.name`,
+  );
+}
+
+/** `metadata`: at most 16 string pairs, keys up to 64 characters, values up to 512, or null. */
+function readMetadata(v: unknown, param: string): Record<string, string> | null {
+  if (v === null) return null;
+  const obj = readObject(v, param);
+  const entries = Object.entries(obj);
+  if (entries.length > MAX_METADATA_KEYS) {
+    throw new ClientError(
+      'object_above_max_properties',
+      `Invalid '${param}': too many properties. Expected an object with at most ${MAX_METADATA_KEYS} properties, but got an object with ${entries.length} properties instead.`,
+      param,
+    );
+  }
+  const out: Record<string, string> = {};
+  for (const [key, value] of entries) {
+    if (key.length > MAX_METADATA_KEY_LENGTH) {
+      throw new ClientError(
+        'string_above_max_length',
+        `Invalid '${param}': key too long. Expected a key with maximum length ${MAX_METADATA_KEY_LENGTH}, but got a key with length ${key.length} instead.`,
+        param,
+      );
+    }
+    const text = readString(value, `${param}.${key}`);
+    if (text.length > MAX_METADATA_VALUE_LENGTH) {
+      throw new ClientError(
+        'string_above_max_length',
+        `Invalid '${param}.${key}': string too long. Expected a string with maximum length ${MAX_METADATA_VALUE_LENGTH}, but got a string with length ${text.length} instead.`,
+        `${param}.${key}`,
+      );
+    }
+    out[key] = text;
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- audio formats
@@ -501,13 +645,25 @@ type ItemStatus = NonNullable<MessageItem['status']>;
 
 interface StoredItem {
   id: string;
-  role: MessageItem['role'];
+  type: ConversationItem['type'];
+  /** null for function_call / function_call_output items */
+  role: MessageItem['role'] | null;
   status: ItemStatus;
   /** Content as sent on the wire, without audio bytes (the real API omits them too). */
   content: ContentPart[];
   /** PCM16 24 kHz of a spoken user turn. */
   userAudio: Int16Array | null;
   output: OutputAudio | null;
+  /** function_call: the call; function_call_output: `call_id` and `output` (name and arguments unused). */
+  call: StoredCall | null;
+}
+
+interface StoredCall {
+  callId: string;
+  name: string;
+  arguments: string;
+  /** function_call_output only */
+  output: string;
 }
 
 /** The audio an assistant item has actually produced, and the transcript that goes with it. */
@@ -522,7 +678,9 @@ interface OutputAudio {
 /** A read-only view of one item, for tests and for the answer source. */
 export interface ConversationEntry {
   id: string;
-  role: MessageItem['role'];
+  type: ConversationItem['type'];
+  /** null for function_call / function_call_output items */
+  role: MessageItem['role'] | null;
   status: ItemStatus;
   /** PCM16 24 kHz: the user's spoken turn, or the assistant audio produced (after truncation). */
   audio: Int16Array | null;
@@ -531,6 +689,13 @@ export interface ConversationEntry {
   transcript: string | null;
   /** Text content (input_text / output_text), joined. */
   text: string | null;
+  /** function_call and function_call_output items */
+  callId: string | null;
+  /** function_call items */
+  name: string | null;
+  arguments: string | null;
+  /** function_call_output items */
+  output: string | null;
 }
 
 function transcriptUpTo(output: OutputAudio, samples: number): string {
@@ -539,13 +704,20 @@ function transcriptUpTo(output: OutputAudio, samples: number): string {
   return output.plannedTranscript.slice(0, chars);
 }
 
-function wireItem(item: StoredItem): MessageItem & { id: string } {
+function wireItem(item: StoredItem): ConversationItem & { id: string } {
+  const call = item.call;
+  if (item.type === 'function_call' && call) {
+    return { id: item.id, object: 'realtime.item', type: 'function_call', status: item.status, call_id: call.callId, name: call.name, arguments: call.arguments };
+  }
+  if (item.type === 'function_call_output' && call) {
+    return { id: item.id, object: 'realtime.item', type: 'function_call_output', status: item.status, call_id: call.callId, output: call.output };
+  }
   return {
     id: item.id,
     object: 'realtime.item',
     type: 'message',
     status: item.status,
-    role: item.role,
+    role: item.role ?? 'user',
     content: item.content.map((part) => ({ ...part })),
   };
 }
@@ -560,9 +732,30 @@ type WireResponse = ResponseObject & {
   usage: null;
 };
 
+/** The function call a response will emit once its audio is done (or at cancel, as incomplete). */
+interface PlannedCall {
+  itemId: string;
+  callId: string;
+  name: string;
+  arguments: string;
+}
+
+/** What `response.create` set for one response; the rest comes from the session. */
+interface ResponseParams {
+  instructions?: string;
+  tools?: DeclaredTool[];
+  toolChoice?: ToolChoice;
+  metadata: Record<string, string> | null;
+}
+
+/** Characters per `response.function_call_arguments.delta` (at least two deltas are sent). */
+const ARGUMENT_DELTA_CHARS = 16;
+
 interface ActiveResponse {
   id: string;
-  item: StoredItem;
+  /** The assistant audio message; null when the response only calls a function. */
+  item: StoredItem | null;
+  call: PlannedCall | null;
   audio: Int16Array;
   transcript: string;
   sentSamples: number;
@@ -576,6 +769,7 @@ interface ActiveResponse {
 
 export interface StreamingState {
   responseId: string;
+  /** The audio message's item, or the function call's when the response only calls a function. */
   itemId: string;
   /** ms of audio sent so far for this response */
   producedMs: number;
@@ -590,6 +784,8 @@ interface SessionPatch {
   instructions?: string;
   input?: Partial<RealtimeSessionConfig['audio']['input']>;
   output?: Partial<RealtimeSessionConfig['audio']['output']>;
+  tools?: DeclaredTool[];
+  toolChoice?: ToolChoice;
   opaque: Json;
 }
 
@@ -672,6 +868,8 @@ function readSessionPatch(raw: Json): SessionPatch {
   if (session['model'] !== undefined) patch.model = readString(session['model'], 'session.model');
   if (session['instructions'] !== undefined) patch.instructions = readString(session['instructions'], 'session.instructions');
   if (session['output_modalities'] !== undefined) patch.output_modalities = readModalities(session['output_modalities'], 'session.output_modalities');
+  if (session['tools'] !== undefined) patch.tools = readTools(session['tools'], 'session.tools');
+  if (session['tool_choice'] !== undefined) patch.toolChoice = readToolChoice(session['tool_choice'], 'session.tool_choice');
   for (const key of OPAQUE_SESSION_KEYS) if (session[key] !== undefined) patch.opaque[key] = session[key];
 
   if (session['audio'] !== undefined) {
@@ -759,9 +957,9 @@ export class Conversation {
   private readonly answerSource: () => AnswerSource;
   private readonly transcribeSource: () => TranscribeSource;
   private config: RealtimeSessionConfig;
+  private tools: DeclaredTool[] = [];
+  private toolChoice: ToolChoice = 'auto';
   private opaqueSession: Json = {
-    tools: [],
-    tool_choice: 'auto',
     max_output_tokens: 'inf',
     tracing: null,
     truncation: 'auto',
@@ -795,11 +993,18 @@ export class Conversation {
 
   /** A copy of the session configuration in force. */
   get session(): RealtimeSessionConfig {
-    return structuredClone(this.config);
+    return { ...structuredClone(this.config), tools: this.tools.map(asFunctionTool), tool_choice: structuredClone(this.toolChoice) };
   }
 
   get items(): ConversationEntry[] {
     return this.itemList.map((item) => {
+      const call = item.call;
+      const fn = {
+        callId: call?.callId ?? null,
+        name: item.type === 'function_call' ? (call?.name ?? null) : null,
+        arguments: item.type === 'function_call' ? (call?.arguments ?? null) : null,
+        output: item.type === 'function_call_output' ? (call?.output ?? null) : null,
+      };
       const output = item.output;
       const audio = output ? concatSamples(output.chunks, output.samples) : (item.userAudio?.slice() ?? null);
       const part = item.content[0];
@@ -807,12 +1012,14 @@ export class Conversation {
       const texts = item.content.flatMap((p) => (p.type === 'input_text' || p.type === 'output_text' ? [p.text] : []));
       return {
         id: item.id,
+        type: item.type,
         role: item.role,
         status: item.status,
         audio,
         audioMs: audio ? samplesToMs(audio.length) : 0,
         transcript,
         text: texts.length > 0 ? texts.join('\n') : null,
+        ...fn,
       };
     });
   }
@@ -823,7 +1030,7 @@ export class Conversation {
     if (!a) return null;
     return {
       responseId: a.id,
-      itemId: a.item.id,
+      itemId: a.item?.id ?? a.call?.itemId ?? '',
       producedMs: samplesToMs(a.sentSamples),
       remainingMs: (a.audio.length - a.sentSamples) / PCM16_24K_SAMPLES_PER_MS,
     };
@@ -942,6 +1149,11 @@ export class Conversation {
     if (next.audio.output.voice !== this.config.audio.output.voice && this.hasAssistantAudio()) {
       throw new ClientError('cannot_update_voice', "Cannot update a conversation's voice if assistant audio is present.", 'session.audio.output.voice');
     }
+    const tools = patch.tools ?? this.tools;
+    const toolChoice = patch.toolChoice ?? this.toolChoice;
+    checkToolChoice(toolChoice, tools, 'session.tool_choice');
+    this.tools = tools;
+    this.toolChoice = toolChoice;
 
     const inputFormatChanged = JSON.stringify(next.audio.input.format) !== JSON.stringify(this.config.audio.input.format);
     this.config = next;
@@ -965,6 +1177,8 @@ export class Conversation {
       object: 'realtime.session',
       id: this.sessionId,
       ...structuredClone(this.config),
+      tools: structuredClone(this.tools),
+      tool_choice: structuredClone(this.toolChoice),
       ...structuredClone(this.opaqueSession),
       expires_at: this.expiresAtS,
     };
@@ -1052,11 +1266,13 @@ export class Conversation {
     const previous = this.itemList[this.itemList.length - 1]?.id ?? null;
     const item: StoredItem = {
       id: itemId,
+      type: 'message',
       role: 'user',
       status: 'completed',
       content: [{ type: 'input_audio', transcript: null }],
       userAudio: audio,
       output: null,
+      call: null,
     };
     this.itemList.push(item);
     const out: LocalServerEvent[] = [
@@ -1082,17 +1298,42 @@ export class Conversation {
   private onItemCreate(event: Json): LocalServerEvent[] {
     if (event['item'] === undefined) throw missing('item');
     const raw = readObject(event['item'], 'item');
-    rejectUnknownKeys(raw, new Set(['id', 'object', 'type', 'role', 'status', 'content']), 'item');
+    rejectUnknownKeys(raw, ITEM_KEYS_ANY, 'item');
     if (raw['type'] === undefined) throw missing('item.type');
-    // Local rule: function-call items are not offered, the local model has no tools.
-    readEnum(raw['type'], 'item.type', ['message'] as const);
-    if (raw['role'] === undefined) throw missing('item.role');
-    const role = readEnum(raw['role'], 'item.role', ['user', 'assistant', 'system'] as const);
+    const type = readEnum(raw['type'], 'item.type', ['message', 'function_call', 'function_call_output'] as const);
+    rejectUnknownKeys(raw, ITEM_KEYS[type], 'item');
     let id: string;
     if (raw['id'] !== undefined) {
       id = readString(raw['id'], 'item.id');
       if (this.findItem(id)) throw new ClientError('invalid_value', `Item with id '${id}' already exists.`, 'item.id');
     } else id = this.ids.next('item');
+    if (raw['status'] !== undefined) readEnum(raw['status'], 'item.status', ['completed', 'incomplete', 'in_progress'] as const);
+    const item =
+      type === 'message' ? this.readMessageItem(raw, id) : type === 'function_call' ? this.readFunctionCallItem(raw, id) : this.readFunctionOutputItem(raw, id);
+
+    const previousParam = event['previous_item_id'];
+    let index = this.itemList.length;
+    if (previousParam !== undefined && previousParam !== null) {
+      const previousId = readString(previousParam, 'previous_item_id');
+      if (previousId === 'root') index = 0;
+      else {
+        const at = this.itemList.findIndex((stored) => stored.id === previousId);
+        // Local rule: code and wording are not documented for this case.
+        if (at < 0) throw new ClientError('invalid_value', `Previous item with item_id not found: ${previousId}`, 'previous_item_id');
+        index = at + 1;
+      }
+    }
+    this.itemList.splice(index, 0, item);
+    const previous = index > 0 ? (this.itemList[index - 1]?.id ?? null) : null;
+    return [
+      this.ev({ type: 'conversation.item.added', previous_item_id: previous, item: wireItem(item) }),
+      this.ev({ type: 'conversation.item.done', previous_item_id: previous, item: wireItem(item) }),
+    ];
+  }
+
+  private readMessageItem(raw: Json, id: string): StoredItem {
+    if (raw['role'] === undefined) throw missing('item.role');
+    const role = readEnum(raw['role'], 'item.role', ['user', 'assistant', 'system'] as const);
     if (raw['content'] === undefined) throw missing('item.content');
     if (!Array.isArray(raw['content'])) throw invalidType('item.content', 'an array', raw['content']);
     const parts: unknown[] = raw['content'];
@@ -1116,26 +1357,64 @@ export class Conversation {
       }
       content.push({ type, transcript });
     });
+    return { id, type: 'message', role, status: 'completed', content, userAudio, output: null, call: null };
+  }
 
-    const previousParam = event['previous_item_id'];
-    let index = this.itemList.length;
-    if (previousParam !== undefined && previousParam !== null) {
-      const previousId = readString(previousParam, 'previous_item_id');
-      if (previousId === 'root') index = 0;
-      else {
-        const at = this.itemList.findIndex((item) => item.id === previousId);
-        // Local rule: code and wording are not documented for this case.
-        if (at < 0) throw new ClientError('invalid_value', `Previous item with item_id not found: ${previousId}`, 'previous_item_id');
-        index = at + 1;
+  /** A call the client adds itself (e.g. to re-seed a conversation): `call_id` is generated when absent. */
+  private readFunctionCallItem(raw: Json, id: string): StoredItem {
+    if (raw['name'] === undefined) throw missing('item.name');
+    const name = readString(raw['name'], 'item.name');
+    if (raw['arguments'] === undefined) throw missing('item.arguments');
+    const args = readString(raw['arguments'], 'item.arguments');
+    let callId: string;
+    if (raw['call_id'] !== undefined) {
+      callId = readString(raw['call_id'], 'item.call_id');
+      // Local rule: a call_id names one call; outputs could not tell two calls apart.
+      if (this.findCall(callId)) {
+        throw new ClientError('invalid_value', `Invalid 'item.call_id': a function_call item with call_id '${callId}' already exists.`, 'item.call_id');
       }
+    } else callId = this.ids.next('call');
+    return { id, type: 'function_call', role: null, status: 'completed', content: [], userAudio: null, output: null, call: { callId, name, arguments: args, output: '' } };
+  }
+
+  /**
+   * Local rule, strict: an output must answer a function_call item present in the conversation,
+   * once; the real API does not document what it does with an output for an unknown call.
+   */
+  private readFunctionOutputItem(raw: Json, id: string): StoredItem {
+    if (raw['call_id'] === undefined) throw missing('item.call_id');
+    const callId = readString(raw['call_id'], 'item.call_id');
+    if (raw['output'] === undefined) throw missing('item.output');
+    const output = readString(raw['output'], 'item.output');
+    const call = this.findCall(callId);
+    if (!call) {
+      throw new ClientError(
+        'invalid_value',
+        `Invalid 'item.call_id': no function_call item with call_id '${callId}' exists in the conversation; a function_call_output must answer a call the model made.`,
+        'item.call_id',
+      );
     }
-    const item: StoredItem = { id, role, status: 'completed', content, userAudio, output: null };
-    this.itemList.splice(index, 0, item);
-    const previous = index > 0 ? (this.itemList[index - 1]?.id ?? null) : null;
-    return [
-      this.ev({ type: 'conversation.item.added', previous_item_id: previous, item: wireItem(item) }),
-      this.ev({ type: 'conversation.item.done', previous_item_id: previous, item: wireItem(item) }),
-    ];
+    if (this.itemList.some((stored) => stored.type === 'function_call_output' && stored.call?.callId === callId)) {
+      throw new ClientError(
+        'invalid_value',
+        `Invalid 'item.call_id': the function call '${callId}' already has a function_call_output; answer each call once.`,
+        'item.call_id',
+      );
+    }
+    return {
+      id,
+      type: 'function_call_output',
+      role: null,
+      status: 'completed',
+      content: [],
+      userAudio: null,
+      output: null,
+      call: { callId, name: call.call?.name ?? '', arguments: '', output },
+    };
+  }
+
+  private findCall(callId: string): StoredItem | undefined {
+    return this.itemList.find((stored) => stored.type === 'function_call' && stored.call?.callId === callId);
   }
 
   private onItemRetrieve(event: Json): LocalServerEvent[] {
@@ -1196,15 +1475,20 @@ export class Conversation {
   // ------------------------------------------------------------ responses
 
   private onResponseCreate(event: Json): LocalServerEvent[] {
-    let overrides: Json = {};
+    const params: ResponseParams = { metadata: null };
     if (event['response'] !== undefined) {
-      overrides = readObject(event['response'], 'response');
+      const overrides = readObject(event['response'], 'response');
       for (const key of BETA_RESPONSE_KEYS) if (key in overrides) throw new BetaShapeError(`response.${key}`);
       rejectUnknownKeys(overrides, RESPONSE_KEYS, 'response');
       if (overrides['conversation'] !== undefined) readString(overrides['conversation'], 'response.conversation');
       if (overrides['output_modalities'] !== undefined) readModalities(overrides['output_modalities'], 'response.output_modalities');
-      if (overrides['instructions'] !== undefined) readString(overrides['instructions'], 'response.instructions');
-      if (overrides['metadata'] !== undefined && overrides['metadata'] !== null) readObject(overrides['metadata'], 'response.metadata');
+      if (overrides['instructions'] !== undefined) params.instructions = readString(overrides['instructions'], 'response.instructions');
+      if (overrides['tools'] !== undefined) params.tools = readTools(overrides['tools'], 'response.tools');
+      if (overrides['tool_choice'] !== undefined) params.toolChoice = readToolChoice(overrides['tool_choice'], 'response.tool_choice');
+      if (params.tools !== undefined || params.toolChoice !== undefined) {
+        checkToolChoice(params.toolChoice ?? this.toolChoice, params.tools ?? this.tools, 'response.tool_choice');
+      }
+      if (overrides['metadata'] !== undefined) params.metadata = readMetadata(overrides['metadata'], 'response.metadata');
     }
     if (this.active) {
       throw new ClientError(
@@ -1212,7 +1496,7 @@ export class Conversation {
         `Conversation already has an active response in progress: ${this.active.id}. Wait until the response is finished before creating a new one.`,
       );
     }
-    return this.startResponse(overrides);
+    return this.startResponse(params);
   }
 
   private onResponseCancel(event: Json): LocalServerEvent[] {
@@ -1226,30 +1510,48 @@ export class Conversation {
 
   /**
    * Local rule: every response (even `conversation: 'none'` or text modality) is one audio answer
-   * added to the conversation.
+   * added to the conversation, optionally followed by one function call; an answer with no audio
+   * and a function call is that call alone.
    */
-  private startResponseOrReport(overrides: Json | null): LocalServerEvent[] {
+  private startResponseOrReport(params: ResponseParams | null): LocalServerEvent[] {
     // The turn events already emitted stand even when the answer source fails.
     try {
-      return this.startResponse(overrides);
+      return this.startResponse(params);
     } catch (err) {
       return [this.serverError(err, null)];
     }
   }
 
-  private startResponse(overrides: Json | null): LocalServerEvent[] {
-    const instructions = typeof overrides?.['instructions'] === 'string' ? overrides['instructions'] : this.config.instructions;
-    const lastUser = [...this.itemList].reverse().find((item) => item.role === 'user');
-    const lastUserTranscript = lastUser ? this.transcriptOf(lastUser) : null;
-    const answer = this.answerSource()({
+  private answerContext(params: ResponseParams | null): Required<AnswerContext> {
+    const instructions = params?.instructions ?? this.config.instructions;
+    const tools = params?.tools ?? this.tools;
+    const lastUser = [...this.itemList].reverse().find((item) => item.type === 'message' && item.role === 'user');
+    const texts = lastUser ? lastUser.content.flatMap((p) => (p.type === 'input_text' ? [p.text] : [])) : [];
+    const newest = this.itemList[this.itemList.length - 1];
+    const lastFunctionOutput =
+      newest?.type === 'function_call_output' && newest.call
+        ? { callId: newest.call.callId, name: this.findCall(newest.call.callId)?.call?.name ?? newest.call.name, output: newest.call.output }
+        : null;
+    return {
       lastUserAudio: lastUser?.userAudio ? lastUser.userAudio.slice() : null,
-      lastUserTranscript,
+      lastUserTranscript: lastUser ? this.transcriptOf(lastUser) : null,
       responseIndex: this.responseCount,
       instructions,
-    });
+      tools: tools.map((t) => t.name),
+      toolChoice: structuredClone(params?.toolChoice ?? this.toolChoice),
+      metadata: params?.metadata ? { ...params.metadata } : null,
+      lastUserText: texts.length > 0 ? texts.join('\n') : null,
+      lastFunctionOutput,
+    };
+  }
+
+  private startResponse(params: ResponseParams | null): LocalServerEvent[] {
+    const ctx = this.answerContext(params);
+    const answer = this.answerSource()(ctx);
     if (!(answer.audio instanceof Int16Array) || typeof answer.transcript !== 'string') {
       throw new Error('the answer source must return { audio: Int16Array, transcript: string }');
     }
+    const functionCall = checkAnswerCall(answer.functionCall, ctx);
     this.responseCount++;
     const format = this.config.audio.output.format;
     let audio = answer.audio;
@@ -1259,36 +1561,47 @@ export class Conversation {
       padded.set(audio);
       audio = padded;
     }
-    const metadata = isObject(overrides?.['metadata']) ? stringMap(overrides['metadata']) : null;
-    const item: StoredItem = {
-      id: this.ids.next('item'),
-      role: 'assistant',
-      status: 'in_progress',
-      content: [],
-      userAudio: null,
-      output: { chunks: [], samples: 0, plannedTranscript: answer.transcript, plannedSamples: audio.length },
-    };
-    const previous = this.itemList[this.itemList.length - 1]?.id ?? null;
-    this.itemList.push(item);
+    const item: StoredItem | null =
+      audio.length > 0 || !functionCall
+        ? {
+            id: this.ids.next('item'),
+            type: 'message',
+            role: 'assistant',
+            status: 'in_progress',
+            content: [],
+            userAudio: null,
+            output: { chunks: [], samples: 0, plannedTranscript: answer.transcript, plannedSamples: audio.length },
+            call: null,
+          }
+        : null;
+    const id = this.ids.next('resp');
+    const call: PlannedCall | null = functionCall
+      ? { itemId: this.ids.next('item'), callId: this.ids.next('call'), name: functionCall.name, arguments: functionCall.arguments }
+      : null;
     const active: ActiveResponse = {
-      id: this.ids.next('resp'),
+      id,
       item,
+      call,
       audio,
-      transcript: answer.transcript,
+      transcript: item ? answer.transcript : '',
       sentSamples: 0,
       sentChars: 0,
       format,
       downsampler: new Downsampler3x(),
       voice: this.config.audio.output.voice,
-      metadata,
+      metadata: ctx.metadata,
     };
     this.active = active;
+    const events: LocalServerEvent[] = [this.ev({ type: 'response.created', response: this.wireResponse(active, 'in_progress', null, []) })];
+    // A call alone is emitted by the first pump, so a cancel can still come first.
+    if (!item) return events;
+    const previous = this.itemList[this.itemList.length - 1]?.id ?? null;
+    this.itemList.push(item);
     const ids = { response_id: active.id, item_id: item.id, output_index: 0, content_index: 0 };
-    const events: LocalServerEvent[] = [
-      this.ev({ type: 'response.created', response: this.wireResponse(active, 'in_progress', null, []) }),
+    events.push(
       this.ev({ type: 'response.output_item.added', response_id: active.id, output_index: 0, item: wireItem(item) }),
       this.ev({ type: 'conversation.item.added', previous_item_id: previous, item: wireItem(item) }),
-    ];
+    );
     item.content = [{ type: 'output_audio', transcript: '' }];
     events.push(this.ev({ type: 'response.content_part.added', ...ids, part: { type: 'output_audio', transcript: '' } }));
     return events;
@@ -1296,18 +1609,20 @@ export class Conversation {
 
   /**
    * Streams the next `maxMs` (or less, at the end) of the active response's audio. When the
-   * audio is exhausted the response is completed in the same call.
+   * audio is exhausted the response is completed in the same call (its function call, if any,
+   * emitted first).
    */
   pump(maxMs: number): LocalServerEvent[] {
     const a = this.active;
     if (!a) return [];
     const out: LocalServerEvent[] = [];
-    const ids = { response_id: a.id, item_id: a.item.id, output_index: 0, content_index: 0 };
+    const item = a.item;
     const count = Math.min(a.audio.length - a.sentSamples, Math.max(0, Math.round(maxMs * PCM16_24K_SAMPLES_PER_MS)));
-    if (count > 0) {
+    if (item && count > 0) {
+      const ids = { response_id: a.id, item_id: item.id, output_index: 0, content_index: 0 };
       const chunk = a.audio.slice(a.sentSamples, a.sentSamples + count);
       a.sentSamples += count;
-      const output = a.item.output;
+      const output = item.output;
       if (output) {
         output.chunks.push(chunk);
         output.samples += chunk.length;
@@ -1320,12 +1635,14 @@ export class Conversation {
   }
 
   private transcriptDelta(a: ActiveResponse): LocalServerEvent[] {
+    const item = a.item;
+    if (!item) return [];
     const chars = a.audio.length === 0 ? a.transcript.length : Math.floor((a.transcript.length * a.sentSamples) / a.audio.length);
     if (chars <= a.sentChars) return [];
     const delta = a.transcript.slice(a.sentChars, chars);
     a.sentChars = chars;
-    a.item.content = [{ type: 'output_audio', transcript: a.transcript.slice(0, chars) }];
-    return [this.ev({ type: 'response.output_audio_transcript.delta', response_id: a.id, item_id: a.item.id, output_index: 0, content_index: 0, delta })];
+    item.content = [{ type: 'output_audio', transcript: a.transcript.slice(0, chars) }];
+    return [this.ev({ type: 'response.output_audio_transcript.delta', response_id: a.id, item_id: item.id, output_index: 0, content_index: 0, delta })];
   }
 
   private finishResponse(status: 'completed' | 'cancelled', reason: 'client_cancelled' | 'turn_detected' | null): LocalServerEvent[] {
@@ -1333,29 +1650,75 @@ export class Conversation {
     if (!a) return [];
     this.active = null;
     const out: LocalServerEvent[] = [];
-    if (status === 'completed') out.push(...this.transcriptDelta(a));
-    const transcript = a.transcript.slice(0, a.sentChars);
+    const output: ConversationItem[] = [];
     const item = a.item;
-    item.status = status === 'completed' ? 'completed' : 'incomplete';
-    item.content = [{ type: 'output_audio', transcript }];
-    const ids = { response_id: a.id, item_id: item.id, output_index: 0, content_index: 0 };
-    out.push(
-      this.ev({ type: 'response.output_audio.done', ...ids }),
-      this.ev({ type: 'response.output_audio_transcript.done', ...ids, transcript }),
-      this.ev({ type: 'response.content_part.done', ...ids, part: { type: 'output_audio', transcript } }),
-      this.ev({ type: 'response.output_item.done', response_id: a.id, output_index: 0, item: wireItem(item) }),
-      this.ev({ type: 'conversation.item.done', item: wireItem(item) }),
-    );
+    if (item) {
+      if (status === 'completed') out.push(...this.transcriptDelta(a));
+      const transcript = a.transcript.slice(0, a.sentChars);
+      item.status = status === 'completed' ? 'completed' : 'incomplete';
+      item.content = [{ type: 'output_audio', transcript }];
+      const ids = { response_id: a.id, item_id: item.id, output_index: 0, content_index: 0 };
+      out.push(
+        this.ev({ type: 'response.output_audio.done', ...ids }),
+        this.ev({ type: 'response.output_audio_transcript.done', ...ids, transcript }),
+        this.ev({ type: 'response.content_part.done', ...ids, part: { type: 'output_audio', transcript } }),
+        this.ev({ type: 'response.output_item.done', response_id: a.id, output_index: 0, item: wireItem(item) }),
+        this.ev({ type: 'conversation.item.done', item: wireItem(item) }),
+      );
+      output.push(wireItem(item));
+    }
+    if (a.call) {
+      // A cancelled response still emits its call, as the real API does, marked incomplete:
+      // a client must run only calls whose item is completed.
+      const emitted = this.emitCall(a, a.call, item ? 1 : 0, status === 'completed' ? 'completed' : 'incomplete');
+      out.push(...emitted.events);
+      output.push(emitted.item);
+    }
     const details = reason ? { type: 'cancelled', reason } : null;
-    out.push(this.ev({ type: 'response.done', response: this.wireResponse(a, status, details, [wireItem(item)]) }));
+    out.push(this.ev({ type: 'response.done', response: this.wireResponse(a, status, details, output) }));
     return out;
+  }
+
+  /** The whole life of a function call item, from output_item.added to conversation.item.done. */
+  private emitCall(
+    a: ActiveResponse,
+    call: PlannedCall,
+    outputIndex: number,
+    status: 'completed' | 'incomplete',
+  ): { events: LocalServerEvent[]; item: ConversationItem } {
+    const stored: StoredItem = {
+      id: call.itemId,
+      type: 'function_call',
+      role: null,
+      status: 'in_progress',
+      content: [],
+      userAudio: null,
+      output: null,
+      call: { callId: call.callId, name: call.name, arguments: '', output: '' },
+    };
+    const previous = this.itemList[this.itemList.length - 1]?.id ?? null;
+    this.itemList.push(stored);
+    const ids = { response_id: a.id, item_id: stored.id, output_index: outputIndex, call_id: call.callId };
+    const events: LocalServerEvent[] = [
+      this.ev({ type: 'response.output_item.added', response_id: a.id, output_index: outputIndex, item: wireItem(stored) }),
+      this.ev({ type: 'conversation.item.added', previous_item_id: previous, item: wireItem(stored) }),
+    ];
+    for (const delta of splitArguments(call.arguments)) events.push(this.ev({ type: 'response.function_call_arguments.delta', ...ids, delta }));
+    events.push(this.ev({ type: 'response.function_call_arguments.done', ...ids, name: call.name, arguments: call.arguments }));
+    stored.status = status;
+    stored.call = { callId: call.callId, name: call.name, arguments: call.arguments, output: '' };
+    events.push(
+      this.ev({ type: 'response.output_item.done', response_id: a.id, output_index: outputIndex, item: wireItem(stored) }),
+      this.ev({ type: 'conversation.item.done', previous_item_id: previous, item: wireItem(stored) }),
+    );
+    return { events, item: wireItem(stored) };
   }
 
   private wireResponse(
     a: ActiveResponse,
     status: 'in_progress' | 'completed' | 'cancelled',
     details: ResponseObject['status_details'],
-    output: MessageItem[],
+    output: ConversationItem[],
   ): WireResponse {
     return {
       id: a.id,
@@ -1395,11 +1758,40 @@ export class Conversation {
   }
 }
 
-/** Metadata values are strings on the wire; anything else is stringified as the API would refuse it. */
-function stringMap(obj: Json): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(obj)) out[k] = typeof v === 'string' ? v : JSON.stringify(v);
+/**
+ * The answer source's function call, checked against what the model may call for this response:
+ * a real model never calls a tool that is not in force, nor any tool under tool_choice 'none'.
+ */
+function checkAnswerCall(call: AnswerFunctionCall | undefined | null, ctx: Required<AnswerContext>): AnswerFunctionCall | null {
+  if (call === undefined || call === null) return null;
+  if (!isObject(call) || typeof call.name !== 'string' || typeof call.arguments !== 'string') {
+    throw new Error('the answer source\'s functionCall must be { name: string, arguments: string }');
+  }
+  if (ctx.toolChoice === 'none') throw new Error(`the answer source called '${call.name}' although tool_choice is 'none'`);
+  if (!ctx.tools.includes(call.name)) {
+    const declared = ctx.tools.length > 0 ? listValues(ctx.tools) : 'none';
+    throw new Error(`the answer source called '${call.name}', which is not a declared tool (declared: ${declared})`);
+  }
+  if (typeof ctx.toolChoice === 'object' && ctx.toolChoice.name !== call.name) {
+    throw new Error(`the answer source called '${call.name}' although tool_choice forces '${ctx.toolChoice.name}'`);
+  }
+  return { name: call.name, arguments: call.arguments };
+}
+
+/** Arguments in at least two deltas (when longer than one character), split on code points. */
+function splitArguments(text: string): string[] {
+  const chars = Array.from(text);
+  if (chars.length <= 1) return [text];
+  const count = Math.max(2, Math.ceil(chars.length / ARGUMENT_DELTA_CHARS));
+  const size = Math.ceil(chars.length / count);
+  const out: string[] = [];
+  for (let i = 0; i < chars.length; i += size) out.push(chars.slice(i, i + size).join(''));
   return out;
+}
+
+/** The typed view of a declared tool (description and parameters default to empty). */
+function asFunctionTool(tool: DeclaredTool): RealtimeFunctionTool {
+  return { type: 'function', name: tool.name, description: tool.description ?? '', parameters: structuredClone(tool.parameters ?? {}) };
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

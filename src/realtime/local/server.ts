@@ -39,7 +39,11 @@ export interface StallOptions {
 }
 
 export interface LocalRealtimeServerSettings {
-  /** Produces each response's audio and transcript. Default: the echo agent (earcon, then the last user turn; a tone when there is none). */
+  /**
+   * Produces each response's audio, transcript and optional function call. Default: the echo agent
+   * (earcon, then the last user turn; a tone when there is none; greeting, keypad read-back and
+   * end_call by `metadata.purpose`, see echo-agent.ts).
+   */
   answer?: AnswerSource;
   /** Transcript of a committed user turn, when the session enables transcription. Default "(speech N ms)". */
   transcribe?: TranscribeSource;
