@@ -151,17 +151,25 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
   );
   app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.render()));
 
-  app.post('/incoming-call', async (request, reply) => {
+  /**
+   * The form of a Twilio callback, or null after answering 403: with a token, only a body signed
+   * over `url` (from PUBLIC_URL, never the Host header) is taken.
+   */
+  const signedForm = async (request: FastifyRequest, reply: FastifyReply, url: string | undefined, what: string): Promise<FormParams | null> => {
     const params = formParamsFrom(request.body);
-    if (security !== null) {
-      const signature = request.headers['x-twilio-signature'];
-      if (params === null || !verifyWebhookSignature({ authToken: security.authToken, signature, url: security.webhookUrl, params })) {
-        metrics.rejectedConnection('bad-signature');
-        logger.warn({ ip: request.ip }, 'webhook rejected: invalid or missing X-Twilio-Signature');
-        return reply.code(403).send({ error: 'invalid Twilio signature' });
-      }
-    }
-    const callSid = typeof params?.['CallSid'] === 'string' ? params['CallSid'] : null;
+    if (security === null || url === undefined) return params ?? {};
+    const signature = request.headers['x-twilio-signature'];
+    if (params !== null && verifyWebhookSignature({ authToken: security.authToken, signature, url, params })) return params;
+    metrics.rejectedConnection('bad-signature');
+    logger.warn({ ip: request.ip }, `${what} rejected: invalid or missing X-Twilio-Signature`);
+    await reply.code(403).send({ error: 'invalid Twilio signature' });
+    return null;
+  };
+
+  app.post('/incoming-call', async (request, reply) => {
+    const params = await signedForm(request, reply, security?.webhookUrl, 'webhook');
+    if (params === null) return reply;
+    const callSid = formString(params, 'CallSid');
     // Sockets that never sent `start` are not calls: counting them would let anyone fill the line.
     // A retried webhook for a call already answered is that same call, not one more.
     const committed = startedCalls + freshAnsweredCount() - (callSid !== null && answeredNotStarted.has(callSid) ? 1 : 0);
@@ -186,15 +194,8 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
   // A transfer's <Dial> ended. Answered and finished: the call is over. Busy, no answer, failed:
   // the caller is not dropped but comes back to the agent on a new stream, which is told.
   app.post(TRANSFER_STATUS_PATH, async (request, reply) => {
-    const params = formParamsFrom(request.body);
-    if (security !== null) {
-      const signature = request.headers['x-twilio-signature'];
-      if (params === null || !verifyWebhookSignature({ authToken: security.authToken, signature, url: security.transferStatusUrl, params })) {
-        metrics.rejectedConnection('bad-signature');
-        logger.warn({ ip: request.ip }, 'transfer status rejected: invalid or missing X-Twilio-Signature');
-        return reply.code(403).send({ error: 'invalid Twilio signature' });
-      }
-    }
+    const params = await signedForm(request, reply, security?.transferStatusUrl, 'transfer status');
+    if (params === null) return reply;
     const callSid = formString(params, 'CallSid');
     const status = formString(params, 'DialCallStatus') ?? 'unknown';
     if (callSid === null || status === 'completed' || status === 'answered') {
