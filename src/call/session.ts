@@ -306,7 +306,11 @@ export class CallSession {
         break;
       case 'twilio-closed':
         // 1009: ws closed the socket for a frame over the size limit, a violation, not a hang-up.
-        this.end(input.code === 1009 ? 'protocol-violation' : 'twilio-closed', out, { closeCode: input.code });
+        this.end(
+          input.code === 1009 ? 'protocol-violation' : this.control.inProgress?.kind === 'transfer' ? 'transferred' : 'twilio-closed',
+          out,
+          { closeCode: input.code },
+        );
         break;
       case 'deadline':
         this.end('max-duration', out, {});
