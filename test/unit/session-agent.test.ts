@@ -95,6 +95,17 @@ describe('greeting', () => {
     expect(h.creates()).toEqual([{ purpose: 'greeting', instructions: expect.stringContaining('Thanks for calling Acme.') }]);
   });
 
+  it('a greeting that had begun generating but was cut before a word was heard is still owed', () => {
+    const h = configured();
+    h.responseCreated('resp_g');
+    h.itemAdded('resp_g', 'item_g');
+    h.speechStarted(); // no audio sent yet: nothing heard
+    h.responseDone('resp_g', 'cancelled');
+    const before = h.mark();
+    h.speechStopped();
+    expect(h.creates(before).map((c) => c.purpose)).toEqual(['greeting']);
+  });
+
   it('a greeting cut before any of it was heard is still owed at the end of the turn', () => {
     const h = configured();
     h.speechStarted(); // before response.created: cancelled as soon as it has an id
@@ -358,6 +369,17 @@ describe('keypad', () => {
     expect(h.creates(before).map((c) => c.purpose)).toEqual(['answer']);
   });
 
+  it('an entry made while the upstream reconnects is asked about only once the new session is open', () => {
+    const h = configured(agent({ greeting: null }));
+    h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
+    const before = h.mark();
+    h.dtmf('4');
+    h.dtmf('#');
+    expect(h.creates(before)).toEqual([]);
+    h.feed({ kind: 'upstream-open' });
+    expect(h.creates(before).map((c) => c.purpose)).toEqual(['answer']);
+  });
+
   it('invalid digits are ignored with a rate-limited warning', () => {
     const h = configured(agent({ greeting: null }));
     for (let i = 0; i < 8; i++) h.dtmf('A');
@@ -397,23 +419,27 @@ describe('idle', () => {
   });
 
   it('the caller speaking resets the reminders; timers pause while a tool runs', () => {
-    const h = configured(idleAgent());
+    const h = configured(agent({ idle: { reminderAfterMs: 8000, maxReminders: 1 } }));
     speak(h, 'resp_g', 'item_g', 500);
     h.responseDone('resp_g');
     h.advance(500 + 8010);
     expect(h.creates().filter((c) => c.purpose === 'reminder')).toHaveLength(1);
+    speak(h, 'resp_r', 'item_r', 500);
+    h.responseDone('resp_r');
+    h.advance(600);
     h.speechStarted();
     h.speechStopped();
+    expect(h.creates().map((c) => c.purpose)).toEqual(['greeting', 'reminder', 'answer']);
     h.responseCreated('resp_1');
     h.functionCall('resp_1', 'item_fc', 'call_1', 'lookup_order', '{}');
     h.responseDone('resp_1');
     h.advance(30_000); // the tool takes 30 s: no reminder meanwhile
-    expect(h.creates().filter((c) => c.purpose === 'reminder')).toHaveLength(1);
+    expect(h.actionsOf('log').filter((l) => l.msg === 'caller silent: checking in')).toHaveLength(1);
     h.toolResult('call_1', { ok: true, output: 'done' });
     speak(h, 'resp_2', 'item_2', 500);
     h.responseDone('resp_2');
     h.advance(500 + 8010);
-    // counting started over after the caller spoke: this is reminder 1 of 2 again, not a goodbye
+    // counting started over after the caller spoke: this is reminder 1 of 1 again, not a goodbye
     expect(h.creates().map((c) => c.purpose).slice(-1)).toEqual(['reminder']);
     expect(h.session.isEnded).toBe(false);
   });
