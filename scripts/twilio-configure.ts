@@ -6,8 +6,8 @@
  * Credentials from TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN. Exit codes: 0 done, 2 usage or
  * configuration error (nothing was sent to Twilio), 1 the Twilio API refused or was unreachable.
  *
- * TWILIO_API_BASE_URL (undocumented, for tests) sends every request to a local fake instead of
- * api.twilio.com. An environment variable rather than a flag keeps it out of `--help` and of
+ * TWILIO_API_BASE_URL (as for the service's hang-ups and transfers) sends every request to a
+ * local double or proxy instead of api.twilio.com. An environment variable rather than a flag keeps it out of `--help` and of
  * shell history; the warning it prints keeps it from going unnoticed.
  */
 import { parseArgs } from 'node:util';
