@@ -53,6 +53,31 @@ afterAll(async () => {
   for (const dir of outDirs.values()) rmSync(dir, { recursive: true, force: true });
 });
 
+/**
+ * No API error, except a cancel that crossed its response's done in flight: the bridge sent it
+ * while the response was active as far as it knew, and the done arrived after. Every bridge and
+ * the real API race like that; anything else (a cancel of a response known to be over, a second
+ * create) is a bug and fails here.
+ */
+function expectNoApiErrorsButCrossedCancels(name: string): void {
+  const r = results.get(name);
+  const lines = r?.bridge?.realtimeLines ?? [];
+  const doneAt = new Map<string, number>();
+  for (const l of lines) {
+    const m = l.msg as { type?: string; response?: { id?: string } };
+    if (l.dir === 'in' && m.type === 'response.done' && m.response?.id !== undefined && !doneAt.has(m.response.id)) doneAt.set(m.response.id, l.atMs);
+  }
+  const crossed = lines.filter((l) => {
+    const m = l.msg as { type?: string; response_id?: string };
+    return l.dir === 'out' && m.type === 'response.cancel' && m.response_id !== undefined && (doneAt.get(m.response_id) ?? Infinity) > l.atMs;
+  }).length;
+  const errors = r?.summary.errors ?? [];
+  expect(errors.filter((e) => e.code !== 'response_cancel_not_active')).toEqual([]);
+  // Each benign error is explained by a cancel the bridge sent before that response's done reached it.
+  expect(errors.length).toBeLessThanOrEqual(crossed);
+  if (errors.length > 0) expect(r?.bridge).not.toBeNull();
+}
+
 function summary(name: string): ReplaySummary {
   const r = results.get(name);
   if (r === undefined) throw new Error(`no replay of ${name}`);
@@ -109,7 +134,7 @@ describe('replaying committed call recordings in-process on the local model', ()
       expect(i.truncateMs ?? -1).toBeGreaterThanOrEqual(i.heardMs - 60);
       expect(i.reactionMs ?? Infinity).toBeLessThan(300);
     }
-    expect(s.errors).toEqual([]);
+    expectNoApiErrorsButCrossedCancels('talk-over');
     expect(s.twilioProtocolErrors).toEqual([]);
   });
 
