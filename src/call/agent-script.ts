@@ -8,6 +8,8 @@ import type { RealtimeFunctionTool } from '../realtime/events.js';
 import type { ResponseRequest } from './turn-arbiter.js';
 
 export const END_CALL_TOOL = 'end_call';
+/** How a keypad entry reads to the model (and to replay, which finds entries by it). */
+export const KEYPAD_ENTRY_PREFIX = 'Keypad entry: ';
 export const TRANSFER_CALL_TOOL = 'transfer_call';
 
 /** The marker the local model (and a reader of the logs) recognises a fixed text by. */
@@ -89,5 +91,5 @@ export const notes = {
   transferFailed: (to: string, status: string): string =>
     `The caller was transferred to ${to}, but the transfer failed (${status}). The caller is back with you: tell them briefly and offer other help.`,
   orphanedOutput: (name: string, output: string): string => `Result of the ${name} tool call made before the connection was restored: ${output}`,
-  keypadEntry: (digits: string): string => `Keypad entry: ${digits}`,
+  keypadEntry: (digits: string): string => `${KEYPAD_ENTRY_PREFIX}${digits}`,
 };

@@ -7,7 +7,8 @@
  * deterministically in a unit test. The shell (bridge.ts) parses frames, feeds them here, and
  * executes the returned actions.
  */
-import type { AgentConfig, HttpTool } from '../config.js';
+import { toolName } from '../config.js';
+import type { AgentConfig, HttpTool, ToolConfig } from '../config.js';
 import { InboundTranscoder, OutboundTranscoder } from '../audio/transcoder.js';
 import { FRAME_BYTES, MULAW_BYTES_PER_MS } from '../audio/framer.js';
 import type {
@@ -51,6 +52,7 @@ export const HEALTHY_SESSION_MS = 5000;
 /** Kept per call: enough for logs and re-seeding, bounded for calls that last hours. */
 const MAX_TRANSCRIPT_ENTRIES = 200;
 const MAX_INTERRUPTION_RECORDS = 100;
+const MAX_KEYPAD_ENTRIES = 100;
 /** Margin over the audio still unheard before a due hang-up or transfer stops waiting for its mark. */
 const CONTROL_MARK_GRACE_MS = 1500;
 /** Twilio sends 20 ms (160 B) per message; a full second in one message is already suspicious. */
@@ -1059,7 +1061,7 @@ export class CallSession {
     });
     this.appendTranscript({ role: 'user', itemId: `keypad_${this.keypadCount}`, text });
     this.keypadEntries.push({ atMs: nowMs, digits });
-    if (this.keypadEntries.length > MAX_INTERRUPTION_RECORDS) this.keypadEntries.shift();
+    if (this.keypadEntries.length > MAX_KEYPAD_ENTRIES) this.keypadEntries.shift();
     log(out, 'info', 'keypad entry', { digits, ended });
     this.callerTurnEnded(nowMs);
   }
@@ -1067,7 +1069,7 @@ export class CallSession {
   // ------------------------------------------------------------------ tools
 
   private runToolCall(record: ToolCallRecord, out: SessionAction[]): void {
-    const tool = this.config.tools.find((t) => (t.type === 'http' ? t.name : t.type) === record.name);
+    const tool = this.toolNamed(record.name);
     log(out, 'info', 'tool call', { name: record.name, callId: record.callId, arguments: record.arguments.slice(0, 500) });
     if (tool === undefined) {
       this.answerToolCall(record, { ok: false, error: `unknown tool "${record.name.slice(0, 64)}"` }, record.startedAtMs ?? 0, out);
@@ -1095,6 +1097,11 @@ export class CallSession {
         out.push({ kind: 'run-tool', callId: record.callId, tool, arguments: args });
         return;
     }
+  }
+
+  /** The configured tool the model called by this name, if any. */
+  private toolNamed(name: string): ToolConfig | undefined {
+    return this.config.tools.find((t) => toolName(t) === name);
   }
 
   private onToolResult(callId: string, outcome: ToolOutcome, nowMs: number, out: SessionAction[]): void {
@@ -1129,7 +1136,7 @@ export class CallSession {
       durationMs: record.startedAtMs === null ? null : Math.round(nowMs - record.startedAtMs),
       ...(outcome.ok ? { outputBytes: output.length } : { error: outcome.error }),
     });
-    const kind = this.config.tools.find((t) => (t.type === 'http' ? t.name : t.type) === record.name)?.type ?? 'unknown';
+    const kind = this.toolNamed(record.name)?.type ?? 'unknown';
     out.push({ kind: 'metric', event: { name: 'tool-call', kind, ok: outcome.ok, durationMs: nowMs - (record.startedAtMs ?? nowMs) } });
     if (this.tools.running === 0) this.arbiter.release('tools');
     this.arbiter.want({ purpose: 'tool-output' });

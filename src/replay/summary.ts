@@ -7,6 +7,7 @@
  *     arrival (on loopback the two differ by well under a millisecond).
  * Pure: no clock, no I/O. Every field that needs the upstream events is null without them.
  */
+import { KEYPAD_ENTRY_PREFIX } from '../call/agent-script.js';
 import { CAPTURE_END_TYPE } from '../call/recorder.js';
 import { base64ByteLength } from '../call/session.js';
 import type { MarkEcho, ProtocolError } from '../twilio/simulated-caller.js';
@@ -21,7 +22,6 @@ const ANSWER_GAP_MS = 500;
 /** Tool outputs and errors are cut to this many characters (the last one then being …). */
 export const TOOL_TEXT_MAX_CHARS = 500;
 /** The text of the user message the bridge writes for a keypad entry, before the digits. */
-const KEYPAD_PREFIX = 'Keypad entry: ';
 
 // ---------------------------------------------------------------- inputs
 
@@ -773,13 +773,13 @@ function buildKeypadEntries(view: BridgeView): KeypadEntry[] {
     const content = item['content'];
     if (!Array.isArray(content)) continue;
     const text = content.map((c) => (isObj(c) && c['type'] === 'input_text' ? (str(c, 'text') ?? '') : '')).join('');
-    if (!text.startsWith(KEYPAD_PREFIX)) continue;
+    if (!text.startsWith(KEYPAD_ENTRY_PREFIX)) continue;
     if (view.dtmfIn.length > 0) {
       const keysBefore = view.dtmfIn.filter((t) => t <= e.atMs).length;
       if (keysBefore <= keysCounted) continue;
       keysCounted = keysBefore;
     }
-    out.push({ atMs: round1(e.atMs), digits: text.slice(KEYPAD_PREFIX.length) });
+    out.push({ atMs: round1(e.atMs), digits: text.slice(KEYPAD_ENTRY_PREFIX.length) });
   }
   return out;
 }

@@ -28,6 +28,18 @@ function toBase64(samples: Int16Array): string {
 
 type Ev = Record<string, unknown> & { type: string };
 
+/** A response that only calls a function, as emitted: the item, its arguments in two deltas, done. */
+const CALL_ONLY_EVENTS = [
+  'response.output_item.added',
+  'conversation.item.added',
+  'response.function_call_arguments.delta',
+  'response.function_call_arguments.delta',
+  'response.function_call_arguments.done',
+  'response.output_item.done',
+  'conversation.item.done',
+  'response.done',
+];
+
 function newConversation(answer?: AnswerSource): Conversation {
   const conv = new Conversation({ ids: new IdSource('fcall'), ...(answer ? { answer: () => answer } : {}) });
   conv.open(Date.UTC(2026, 0, 1));
@@ -266,16 +278,7 @@ describe('local model: responses that call functions', () => {
     expect(conv.items).toEqual([]);
     expect(conv.streaming).toMatchObject({ remainingMs: 0 });
     const pumped = conv.pump(100);
-    expect(pumped.map((e) => e.type)).toEqual([
-      'response.output_item.added',
-      'conversation.item.added',
-      'response.function_call_arguments.delta',
-      'response.function_call_arguments.delta',
-      'response.function_call_arguments.done',
-      'response.output_item.done',
-      'conversation.item.done',
-      'response.done',
-    ]);
+    expect(pumped.map((e) => e.type)).toEqual(CALL_ONLY_EVENTS);
     expect(pumped[0]).toMatchObject({ output_index: 0, item: { type: 'function_call', name: 'end_call', status: 'in_progress', arguments: '' } });
     expect(pumped.at(-1)).toMatchObject({ response: { status: 'completed', output: [{ type: 'function_call', status: 'completed', arguments: '{}' }] } });
     expect(conv.streaming).toBeNull();
@@ -286,16 +289,7 @@ describe('local model: responses that call functions', () => {
     declareTools(conv);
     events(conv, { type: 'response.create' });
     const cancelled = events(conv, { type: 'response.cancel' });
-    expect(cancelled.map((e) => e.type)).toEqual([
-      'response.output_item.added',
-      'conversation.item.added',
-      'response.function_call_arguments.delta',
-      'response.function_call_arguments.delta',
-      'response.function_call_arguments.done',
-      'response.output_item.done',
-      'conversation.item.done',
-      'response.done',
-    ]);
+    expect(cancelled.map((e) => e.type)).toEqual(CALL_ONLY_EVENTS);
     expect(cancelled.find((e) => e.type === 'response.output_item.done')).toMatchObject({ item: { type: 'function_call', status: 'incomplete' } });
     expect(cancelled.at(-1)).toMatchObject({
       response: { status: 'cancelled', status_details: { type: 'cancelled', reason: 'client_cancelled' }, output: [{ type: 'function_call', status: 'incomplete' }] },

@@ -561,7 +561,8 @@ function encodeOutput(samples: Int16Array, format: AudioFormat, downsampler: Dow
   return out;
 }
 
-function concatSamples(chunks: readonly Int16Array[], total: number): Int16Array {
+/** The first `total` samples of the chunks, joined (zero-padded when they hold fewer). */
+export function concatSamples(chunks: readonly Int16Array[], total: number): Int16Array {
   const out = new Int16Array(total);
   let o = 0;
   for (const c of chunks) {

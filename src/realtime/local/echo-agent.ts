@@ -10,13 +10,14 @@
  * Fixed phrases and digit words are pre-rendered clips (voice/, see its README); any other text
  * is "spoken" as a quiet syllable-modulated tone of realistic length, its transcript exact.
  */
+import { KEYPAD_ENTRY_PREFIX } from '../../call/agent-script.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resampleOffline } from '../../audio/offline-resample.js';
 import { readWav } from '../../audio/wav.js';
 import type { Answer, AnswerContext, AnswerSource } from './conversation.js';
-import { PCM16_24K_SAMPLES_PER_MS, defaultAnswer } from './conversation.js';
+import { PCM16_24K_SAMPLES_PER_MS, concatSamples, defaultAnswer } from './conversation.js';
 
 const SAMPLE_RATE_HZ = 24_000;
 const EARCON_NOTES_HZ = [660, 880] as const;
@@ -198,7 +199,7 @@ export const TOOL_OUTPUT_READ_CHARS = 200;
 
 /** The bridge's wording for a fixed-text response. */
 const SAY_EXACTLY_RE = /Say exactly this, word for word, and nothing else: "(.*)"/;
-const KEYPAD_RE = /^Keypad entry: ([0-9*#]+)$/;
+const KEYPAD_RE = new RegExp(`^${KEYPAD_ENTRY_PREFIX}([0-9*#]+)$`);
 const END_CALL = 'end_call';
 
 const PHRASE_GAP_MS = 100;
@@ -228,13 +229,7 @@ function render(pieces: readonly Piece[]): Int16Array {
     if ('clip' in p) return tryClip(p.clip) ?? syntheticSpeech(p.text);
     return syntheticSpeech(p.text);
   });
-  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concatSamples(parts, parts.reduce((n, p) => n + p.length, 0));
 }
 
 function say(transcript: string, pieces: readonly Piece[]): Answer {
