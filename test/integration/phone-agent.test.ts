@@ -231,6 +231,34 @@ describe('phone agent on real sockets', () => {
     expect(done.xml).toContain('<Hangup/>');
   });
 
+  it('a caller who hangs up while a tool runs: the tool request is aborted, the call released, nothing written upstream after', async () => {
+    let toolSocketClosed = false;
+    const slow = await new HttpPeer((req, res) => {
+      // Never answers: only the bridge ending the call can end this request.
+      res.socket?.on('close', () => {
+        toolSocketClosed = true;
+      });
+      void req;
+    }).start();
+    peers.push(slow);
+    rig = await startRig({
+      upstream: { answer: () => ({ audio: NONE, transcript: '', functionCall: { name: 'lookup_order', arguments: '{}' } }), speed: 4 },
+      agent: {
+        greeting: null,
+        tools: [{ type: 'http', name: 'lookup_order', description: 'Look up', parameters: { type: 'object', properties: {} }, url: `${slow.baseUrl}/orders`, timeoutMs: 30_000 }],
+      },
+    });
+    const caller = rig.caller({ audio: QUESTION });
+    await caller.start();
+    await eventually(() => slow.requests.length === 1, 'the tool request', 15_000);
+    const sentBefore = upstreamEvents(rig.fake, 1).length;
+    await caller.hangUp();
+    await eventually(() => rig!.server.calls.size === 0, 'call released');
+    await eventually(() => toolSocketClosed, 'tool request aborted', 5000);
+    expect(upstreamEvents(rig.fake, 1)).toHaveLength(sentBefore);
+    expect(rig.fake.errors).toEqual([]);
+  });
+
   it('offline demo: the embedded echo agent greets, and pressing 9 ends the call after its goodbye', async () => {
     rig = await startRig({
       upstream: { speed: 4 },

@@ -380,6 +380,24 @@ describe('keypad', () => {
     expect(h.creates(before).map((c) => c.purpose)).toEqual(['answer']);
   });
 
+  it('a key pressed while the answer is still generating cancels that response by its id, once', () => {
+    const h = configured(agent({ greeting: null }));
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.itemAdded('resp_1', 'item_a');
+    for (let i = 0; i < 5; i++) h.delta('resp_1', 'item_a', 100);
+    h.advance(200);
+    const before = h.mark();
+    h.dtmf('1');
+    h.dtmf('2');
+    const cancels = h.toRealtime(before).filter((e) => e.type === 'response.cancel');
+    expect(cancels).toEqual([{ type: 'response.cancel', response_id: 'resp_1' }]);
+    h.responseDone('resp_1', 'cancelled');
+    h.dtmf('#');
+    expect(h.creates(before).map((c) => c.purpose)).toEqual(['answer']);
+    expect(realtimeErrors(h)).toBe(0);
+  });
+
   it('invalid digits are ignored with a rate-limited warning', () => {
     const h = configured(agent({ greeting: null }));
     for (let i = 0; i < 8; i++) h.dtmf('A');
