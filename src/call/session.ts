@@ -8,7 +8,7 @@
  * executes the returned actions.
  */
 import { toolName } from '../config.js';
-import type { AgentConfig, HttpTool, ToolConfig } from '../config.js';
+import type { AgentConfig, HttpTool } from '../config.js';
 import { InboundTranscoder, OutboundTranscoder } from '../audio/transcoder.js';
 import { FRAME_BYTES, MULAW_BYTES_PER_MS } from '../audio/framer.js';
 import type {
@@ -28,10 +28,11 @@ import type { ControlRequest } from './call-control.js';
 import { IdleMonitor } from './idle.js';
 import { KeypadCollector } from './keypad.js';
 import { ToolCalls } from './tool-calls.js';
+import { dispatchToolCall, outputText } from './tool-dispatch.js';
 import type { ToolCallRecord, ToolOutcome } from './tool-calls.js';
 import { TurnArbiter } from './turn-arbiter.js';
-import type { ResponsePurpose, ResponseRequest } from './turn-arbiter.js';
-import { END_CALL_TOOL, TRANSFER_CALL_TOOL, greetingRequest, idleGoodbyeRequest, notes, reminderRequest, realtimeTools, toolOutputs } from './agent-script.js';
+import type { ResponseRequest } from './turn-arbiter.js';
+import { greetingRequest, idleGoodbyeRequest, notes, reminderRequest, realtimeTools } from './agent-script.js';
 
 export const PCM24K_BYTES_PER_MS = 48;
 const FRAME_MS_EXACT = FRAME_BYTES / MULAW_BYTES_PER_MS;
@@ -1069,39 +1070,16 @@ export class CallSession {
   // ------------------------------------------------------------------ tools
 
   private runToolCall(record: ToolCallRecord, out: SessionAction[]): void {
-    const tool = this.toolNamed(record.name);
     log(out, 'info', 'tool call', { name: record.name, callId: record.callId, arguments: record.arguments.slice(0, 500) });
-    if (tool === undefined) {
-      this.answerToolCall(record, { ok: false, error: `unknown tool "${record.name.slice(0, 64)}"` }, record.startedAtMs ?? 0, out);
+    const dispatch = dispatchToolCall(record.name, record.arguments, this.config.tools);
+    if (dispatch.kind === 'run-http') {
+      // The answer waits for every output of the response: the arbiter holds creates meanwhile.
+      this.arbiter.hold('tools');
+      out.push({ kind: 'run-tool', callId: record.callId, tool: dispatch.tool, arguments: dispatch.arguments });
       return;
     }
-    let args: unknown;
-    try {
-      args = record.arguments.trim() === '' ? {} : JSON.parse(record.arguments);
-    } catch (err) {
-      this.answerToolCall(record, { ok: false, error: `arguments are not valid JSON: ${(err as Error).message}` }, record.startedAtMs ?? 0, out);
-      return;
-    }
-    switch (tool.type) {
-      case 'end_call':
-        this.control.ask({ kind: 'end', reason: 'agent-ended' });
-        this.answerToolCall(record, { ok: true, output: toolOutputs.ending() }, record.startedAtMs ?? 0, out);
-        return;
-      case 'transfer_call':
-        this.control.ask({ kind: 'transfer', to: tool.to });
-        this.answerToolCall(record, { ok: true, output: toolOutputs.transferring(tool.to) }, record.startedAtMs ?? 0, out);
-        return;
-      case 'http':
-        // The answer waits for every output of the response: the arbiter holds creates meanwhile.
-        this.arbiter.hold('tools');
-        out.push({ kind: 'run-tool', callId: record.callId, tool, arguments: args });
-        return;
-    }
-  }
-
-  /** The configured tool the model called by this name, if any. */
-  private toolNamed(name: string): ToolConfig | undefined {
-    return this.config.tools.find((t) => toolName(t) === name);
+    if (dispatch.control !== null) this.control.ask(dispatch.control);
+    this.answerToolCall(record, dispatch.outcome, record.startedAtMs ?? 0, out);
   }
 
   private onToolResult(callId: string, outcome: ToolOutcome, nowMs: number, out: SessionAction[]): void {
@@ -1119,7 +1097,7 @@ export class CallSession {
    */
   private answerToolCall(record: ToolCallRecord, outcome: ToolOutcome, nowMs: number, out: SessionAction[]): void {
     if (this.tools.onResult(record.callId, outcome, nowMs) === null) return;
-    const output = outcome.ok ? outcome.output : toolOutputs.error(outcome.error);
+    const output = outputText(outcome);
     if (record.orphaned) {
       // Its call died with the old upstream session; the new one learns the result as a note.
       this.addSystemNote(notes.orphanedOutput(record.name, output), out);
@@ -1136,7 +1114,7 @@ export class CallSession {
       durationMs: record.startedAtMs === null ? null : Math.round(nowMs - record.startedAtMs),
       ...(outcome.ok ? { outputBytes: output.length } : { error: outcome.error }),
     });
-    const kind = this.toolNamed(record.name)?.type ?? 'unknown';
+    const kind = this.config.tools.find((t) => toolName(t) === record.name)?.type ?? 'unknown';
     out.push({ kind: 'metric', event: { name: 'tool-call', kind, ok: outcome.ok, durationMs: nowMs - (record.startedAtMs ?? nowMs) } });
     if (this.tools.running === 0) this.arbiter.release('tools');
     this.arbiter.want({ purpose: 'tool-output' });

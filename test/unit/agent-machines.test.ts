@@ -8,6 +8,8 @@ import { ToolCalls } from '../../src/call/tool-calls.js';
 import { CallControl } from '../../src/call/call-control.js';
 import { KeypadCollector } from '../../src/call/keypad.js';
 import { IdleMonitor } from '../../src/call/idle.js';
+import { dispatchToolCall, outputText } from '../../src/call/tool-dispatch.js';
+import type { ToolConfig } from '../../src/config.js';
 
 const fc = (callId: string, status: 'completed' | 'incomplete' | 'in_progress' = 'completed') => ({
   id: `item_${callId}`,
@@ -180,5 +182,29 @@ describe('IdleMonitor', () => {
     i.update(false);
     i.update(true);
     expect(i.fire()).toBe('remind');
+  });
+});
+
+describe('dispatchToolCall', () => {
+  const tools: ToolConfig[] = [
+    { type: 'end_call' },
+    { type: 'transfer_call', to: 'sip:desk@example.test' },
+    { type: 'http', name: 'lookup', description: 'd', parameters: { type: 'object' }, url: 'http://127.0.0.1:1/', timeoutMs: 1000 },
+  ];
+
+  it('built-in tools are answered at once and ask for call control; http tools run with parsed arguments', () => {
+    expect(dispatchToolCall('end_call', '', tools)).toMatchObject({ kind: 'answer', outcome: { ok: true }, control: { kind: 'end', reason: 'agent-ended' } });
+    expect(dispatchToolCall('transfer_call', '{"reason":"x"}', tools)).toMatchObject({ kind: 'answer', control: { kind: 'transfer', to: 'sip:desk@example.test' } });
+    expect(dispatchToolCall('lookup', '{"a":[1]}', tools)).toEqual({ kind: 'run-http', tool: tools[2], arguments: { a: [1] } });
+    expect(dispatchToolCall('lookup', '  ', tools)).toMatchObject({ kind: 'run-http', arguments: {} });
+  });
+
+  it('an unknown name or invalid JSON is an error output, with no call control', () => {
+    const unknown = dispatchToolCall('format_disk', '{}', tools);
+    expect(unknown).toEqual({ kind: 'answer', outcome: { ok: false, error: 'unknown tool "format_disk"' }, control: null });
+    const invalid = dispatchToolCall('end_call', '{"', tools);
+    expect(invalid).toMatchObject({ kind: 'answer', outcome: { ok: false }, control: null });
+    expect(outputText({ ok: false, error: 'boom' })).toBe('{"error":"boom"}');
+    expect(outputText({ ok: true, output: 'plain' })).toBe('plain');
   });
 });
