@@ -24,7 +24,7 @@ import { clearMessage, markMessage, mediaMessage } from '../twilio/messages.js';
 import type { TwilioInbound, TwilioOutbound, TwilioStart } from '../twilio/messages.js';
 import { PlayoutTracker } from './playout.js';
 import { CallControl } from './call-control.js';
-import type { ControlRequest } from './call-control.js';
+import type { ControlRequest, ControlTimer } from './call-control.js';
 import { IdleMonitor } from './idle.js';
 import { KeypadCollector } from './keypad.js';
 import { ToolCalls } from './tool-calls.js';
@@ -54,8 +54,6 @@ export const HEALTHY_SESSION_MS = 5000;
 const MAX_TRANSCRIPT_ENTRIES = 200;
 const MAX_INTERRUPTION_RECORDS = 100;
 const MAX_KEYPAD_ENTRIES = 100;
-/** Margin over the audio still unheard before a due hang-up or transfer stops waiting for its mark. */
-const CONTROL_MARK_GRACE_MS = 1500;
 /** Twilio sends 20 ms (160 B) per message; a full second in one message is already suspicious. */
 export const MAX_MEDIA_PAYLOAD_BYTES = 8000;
 /** Malformed frames of one kind logged at warn before further ones drop to debug. */
@@ -226,7 +224,6 @@ export class CallSession {
   /** the greeting is still to be heard: asked for once the session is configured, or at the caller's turn end */
   private greetingOwed: boolean;
   private transferFailedOwed: ResumeContext['transferFailed'] | null = null;
-  private controlTimerSet = false;
   private keypadCount = 0;
   private endReasonValue: EndReason | null = null;
   private readonly interruptedResponses = new Set<string>();
@@ -889,11 +886,11 @@ export class CallSession {
 
   /** The caller took the floor (speech or a key): interrupt the agent if it is heard or generating. */
   private bargeIn(nowMs: number, out: SessionAction[]): boolean {
-    const off = this.control.callOff();
+    const { off, timer } = this.control.callOff();
+    this.applyControlTimer(timer, out);
     if (off !== null) {
       this.addSystemNote(notes.controlCalledOff(off.kind), out);
       log(out, 'info', off.kind === 'end' ? 'call end called off: the caller spoke' : 'transfer called off: the caller spoke', {});
-      this.clearControlTimer(out);
     }
     const audible = this.playout.isAudible();
     const r = this.arbiter.state;
@@ -1151,7 +1148,6 @@ export class CallSession {
         return;
       }
       case 'control':
-        this.controlTimerSet = false;
         // The last mark never came back (a stalled stream): carry it out rather than hang forever.
         this.checkControl(nowMs, out, true);
         return;
@@ -1162,25 +1158,24 @@ export class CallSession {
 
   private checkControl(nowMs: number, out: SessionAction[], force = false): void {
     if (this.control.pending === null) return;
-    const readiness = { responsesQuiet: this.arbiter.quiet, toolsIdle: this.tools.running === 0, allHeard: !this.playout.isAudible() };
-    const due = this.control.due(readiness, force);
-    if (due === null) {
-      if (readiness.responsesQuiet && readiness.toolsIdle && !this.controlTimerSet) {
-        const unheardMs = this.playout.sentMs - this.playout.playedMs(nowMs);
-        out.push({ kind: 'set-timer', timer: 'control', delayMs: Math.ceil(unheardMs) + CONTROL_MARK_GRACE_MS });
-        this.controlTimerSet = true;
-      }
-      return;
-    }
-    this.clearControlTimer(out);
-    if (force) log(out, 'warn', 'last mark never acknowledged: carrying out the call control anyway', { kind: due.kind });
-    this.executeControl(due, out);
+    const step = this.control.check(
+      {
+        responsesQuiet: this.arbiter.quiet,
+        toolsIdle: this.tools.running === 0,
+        allHeard: !this.playout.isAudible(),
+        unheardMs: this.playout.sentMs - this.playout.playedMs(nowMs),
+      },
+      force,
+    );
+    this.applyControlTimer(step.timer, out);
+    if (step.due === null) return;
+    if (force) log(out, 'warn', 'last mark never acknowledged: carrying out the call control anyway', { kind: step.due.kind });
+    this.executeControl(step.due, out);
   }
 
-  private clearControlTimer(out: SessionAction[]): void {
-    if (!this.controlTimerSet) return;
-    this.controlTimerSet = false;
-    out.push({ kind: 'clear-timer', timer: 'control' });
+  private applyControlTimer(timer: ControlTimer, out: SessionAction[]): void {
+    if (timer === null) return;
+    out.push(timer.kind === 'set' ? { kind: 'set-timer', timer: 'control', delayMs: timer.delayMs } : { kind: 'clear-timer', timer: 'control' });
   }
 
   private executeControl(request: ControlRequest, out: SessionAction[]): void {

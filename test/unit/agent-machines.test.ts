@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { TurnArbiter } from '../../src/call/turn-arbiter.js';
 import { ToolCalls } from '../../src/call/tool-calls.js';
-import { CallControl } from '../../src/call/call-control.js';
+import { CONTROL_MARK_GRACE_MS, CallControl } from '../../src/call/call-control.js';
 import { KeypadCollector } from '../../src/call/keypad.js';
 import { IdleMonitor } from '../../src/call/idle.js';
 import { dispatchToolCall, outputText } from '../../src/call/tool-dispatch.js';
@@ -117,25 +117,34 @@ describe('ToolCalls', () => {
 });
 
 describe('CallControl', () => {
-  const ready = { responsesQuiet: true, toolsIdle: true, allHeard: true };
-  it('is due only when quiet, tools idle and everything heard (or forced by the fallback)', () => {
+  const ready = { responsesQuiet: true, toolsIdle: true, allHeard: true, unheardMs: 0 };
+  it('is due only when quiet, tools idle and everything heard; a missing last mark arms the fallback once', () => {
     const c = new CallControl();
     c.ask({ kind: 'end', reason: 'agent-ended' });
-    expect(c.due({ ...ready, responsesQuiet: false })).toBeNull();
-    expect(c.due({ ...ready, toolsIdle: false })).toBeNull();
-    expect(c.due({ ...ready, allHeard: false })).toBeNull();
-    expect(c.due({ ...ready, allHeard: false }, true)).toEqual({ kind: 'end', reason: 'agent-ended' });
+    expect(c.check({ ...ready, responsesQuiet: false })).toEqual({ due: null, timer: null });
+    expect(c.check({ ...ready, toolsIdle: false })).toEqual({ due: null, timer: null });
+    expect(c.check({ ...ready, allHeard: false, unheardMs: 400.2 })).toEqual({ due: null, timer: { kind: 'set', delayMs: 401 + CONTROL_MARK_GRACE_MS } });
+    expect(c.check({ ...ready, allHeard: false, unheardMs: 300 })).toEqual({ due: null, timer: null });
+    expect(c.check({ ...ready, allHeard: false }, true)).toEqual({ due: { kind: 'end', reason: 'agent-ended' }, timer: null });
     expect(c.inProgress).toEqual({ kind: 'end', reason: 'agent-ended' });
-    expect(c.callOff()).toBeNull(); // too late once under way
+    expect(c.callOff()).toEqual({ off: null, timer: null }); // too late once under way
   });
 
-  it('a barge-in calls a pending request off; a failed transfer lets the agent carry on', () => {
+  it('the last mark arriving clears the armed fallback', () => {
+    const c = new CallControl();
+    c.ask({ kind: 'end', reason: 'idle' });
+    c.check({ ...ready, allHeard: false, unheardMs: 100 });
+    expect(c.check(ready)).toEqual({ due: { kind: 'end', reason: 'idle' }, timer: { kind: 'clear' } });
+  });
+
+  it('a barge-in calls a pending request off (and its fallback); a failed transfer lets the agent carry on', () => {
     const c = new CallControl();
     c.ask({ kind: 'transfer', to: '+15550001111' });
-    expect(c.callOff()).toEqual({ kind: 'transfer', to: '+15550001111' });
-    expect(c.due(ready)).toBeNull();
+    c.check({ ...ready, allHeard: false, unheardMs: 100 });
+    expect(c.callOff()).toEqual({ off: { kind: 'transfer', to: '+15550001111' }, timer: { kind: 'clear' } });
+    expect(c.check(ready)).toEqual({ due: null, timer: null });
     c.ask({ kind: 'transfer', to: '+15550001111' });
-    c.due(ready);
+    c.check(ready);
     c.failed();
     expect(c.pending).toBeNull();
     expect(c.inProgress).toBeNull();
