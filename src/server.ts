@@ -288,7 +288,7 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
     };
   };
 
-  app.get('/media-stream', { websocket: true, preValidation: refuseUpgrade }, (socket) => {
+  app.get('/media-stream', { websocket: true, preValidation: refuseUpgrade }, (socket, request) => {
     let claimed: string | null = null;
     const authorizeStart = (start: { callSid: string; customParameters: Record<string, string> }, _nowMs: number): StartAuthorization => {
       if (security !== null) {
@@ -303,6 +303,7 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
       return { ok: true };
     };
     const bridge = new CallBridge(socket, {
+      twilioTransport: request.raw.socket,
       agent: config.agent,
       realtimeUrl,
       apiKey: config.openaiApiKey,

@@ -12,6 +12,8 @@ import { RealtimeConnection, rawToString } from '../realtime/connection.js';
 import { parseTwilioMessage } from '../twilio/messages.js';
 import type { CallRecorder, RecorderFactory } from './recorder.js';
 import { runHttpTool } from './http-tool.js';
+import { WriteBatch } from './write-batch.js';
+import type { Corkable } from './write-batch.js';
 import { CallSession } from './session.js';
 import type { EndReason, MetricEvent, SessionAction, SessionDeps, SessionInput, TimerName } from './session.js';
 
@@ -61,6 +63,8 @@ export interface BridgeOptions {
   maxCallDurationMs?: number;
   startTimeoutMs?: number;
   observer?: CallObserver;
+  /** the TCP socket under the Twilio WebSocket, so the writes of one input can leave together */
+  twilioTransport?: Corkable;
 }
 
 export class CallBridge {
@@ -87,6 +91,7 @@ export class CallBridge {
   private upstreamInvalidFrames = 0;
   private oversizedFrame = false;
   private readonly timers = new Map<TimerName, NodeJS.Timeout>();
+  private readonly writes = new WriteBatch();
   /** http tools in flight: aborted when the call ends, so no request outlives its call */
   private readonly toolRuns = new Set<AbortController>();
   /** the caller's and the dialled number, from the stream's parameters */
@@ -171,7 +176,17 @@ export class CallBridge {
     try {
       const actions = this.session.handle(input, arrivedAtMs);
       stage = 'action';
-      for (const action of actions) this.execute(action, arrivedAtMs);
+      // Metrics are taken once the batch has left, so a barge-in's reaction includes the write.
+      const metrics: SessionAction[] = [];
+      try {
+        for (const action of actions) {
+          if (action.kind === 'metric') metrics.push(action);
+          else this.execute(action, arrivedAtMs);
+        }
+      } finally {
+        this.writes.release();
+      }
+      for (const action of metrics) this.execute(action, arrivedAtMs);
     } catch (err) {
       // A bug in the session, or in what runs its actions (logger, recorder, observer), must end
       // this call, never the process or another call.
@@ -207,11 +222,13 @@ export class CallBridge {
     switch (action.kind) {
       case 'send-twilio':
         if (this.socket.readyState === WebSocket.OPEN) {
+          this.writes.hold(this.options.twilioTransport ?? null);
           this.socket.send(JSON.stringify(action.message));
           this.recorder?.twilio('out', action.message, this.now());
         }
         return;
       case 'send-realtime':
+        if (this.upstream?.isOpen === true) this.writes.hold(this.upstream.transport);
         if (this.upstream === null || !this.upstream.send(action.event)) {
           this.log.debug({ type: action.event.type }, 'upstream not open; event not sent');
           return;
@@ -257,7 +274,6 @@ export class CallBridge {
         this.log[action.level](action.fields, action.msg);
         return;
       case 'metric':
-        // Actions run in order, so an interruption's clear has been written by now.
         this.options.observer?.metric(action.event, this.now() - arrivedAtMs);
         return;
       default: {

@@ -3,6 +3,7 @@
  * Azure OpenAI, or the embedded local model — the same code path for all three.
  */
 import WebSocket from 'ws';
+import type { Socket } from 'node:net';
 import { parseServerEvent } from './events.js';
 import type { OtherServerEvent, RealtimeClientEvent, RealtimeServerEvent } from './events.js';
 
@@ -33,6 +34,8 @@ export function authHeaders(url: string, apiKey: string | null): Record<string, 
 export class RealtimeConnection {
   private readonly socket: WebSocket;
   private closed = false;
+  /** the TCP (or TLS) socket under the WebSocket, once the handshake is done: for corking writes */
+  private transportSocket: Socket | null = null;
 
   constructor(url: string, apiKey: string | null, private readonly handlers: RealtimeConnectionHandlers) {
     this.socket = new WebSocket(url, {
@@ -40,6 +43,10 @@ export class RealtimeConnection {
       handshakeTimeout: REALTIME_HANDSHAKE_TIMEOUT_MS,
       // A phone call is latency-bound; compression costs CPU per frame and buys little on base64 audio.
       perMessageDeflate: false,
+    });
+    // The upgrade response carries the socket ws goes on to write to; ws offers no other public handle.
+    this.socket.on('upgrade', (response) => {
+      this.transportSocket = response.socket;
     });
     this.socket.on('open', () => handlers.onOpen());
     this.socket.on('message', (data, isBinary) => {
@@ -62,6 +69,11 @@ export class RealtimeConnection {
 
   get isOpen(): boolean {
     return this.socket.readyState === WebSocket.OPEN;
+  }
+
+  /** The socket under the WebSocket, null before the handshake completes. */
+  get transport(): Socket | null {
+    return this.transportSocket;
   }
 
   send(event: RealtimeClientEvent): boolean {

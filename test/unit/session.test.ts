@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ItemTruncateEvent, RealtimeClientEvent, SessionUpdateEvent } from '../../src/realtime/events.js';
 import { SessionHarness, STREAM_SID, defaultAgentConfig } from '../support/session-harness.js';
+import type { TwilioOutbound } from '../../src/twilio/messages.js';
 
 const SILENCE_20MS_MULAW = Buffer.alloc(160, 0xff).toString('base64');
 
@@ -116,28 +117,43 @@ describe('turn-taking', () => {
 });
 
 describe('outbound audio', () => {
-  it('sends each delta to Twilio at once as 20 ms frames, with a mark at least every 100 ms and at the end', () => {
+  it('sends each delta to Twilio at once, one media message per stretch between marks, a mark every 100 ms and at the end', () => {
     const h = SessionHarness.answering();
     const before = h.mark();
     h.delta('resp_1', 'item_a', 250);
     const first = h.toTwilio(before);
-    // 250 ms → 12 full frames now, the 10 ms tail waits for more audio
-    expect(first.filter((m) => m.event === 'media')).toHaveLength(12);
-    for (const m of first) if (m.event === 'media') expect(Buffer.from(m.media.payload, 'base64')).toHaveLength(160);
+    const mediaBytes = (ms: readonly TwilioOutbound[]): number[] =>
+      ms.flatMap((m) => (m.event === 'media' ? [Buffer.from(m.media.payload, 'base64').length] : []));
+    // all 250 ms at once: nothing waits for a frame to fill
     expect(types(first)).toEqual([
-      ...Array(5).fill('media'), 'mark',
-      ...Array(5).fill('media'), 'mark',
-      'media', 'media', 'mark', // every delta ends on a mark, so a stall is always visible
+      'media', 'mark',
+      'media', 'mark',
+      'media', 'mark', // every delta ends on a mark, so a stall is always visible
     ]);
+    expect(mediaBytes(first)).toEqual([800, 800, 400]);
     const beforeDone = h.mark();
     h.audioDone('resp_1', 'item_a');
     const tail = h.toTwilio(beforeDone);
     expect(types(tail)).toEqual(['media', 'mark']);
-    const tailMedia = tail[0];
-    if (tailMedia?.event !== 'media') throw new Error('expected media');
-    // the 10 ms held back, plus the 2.5 ms still inside the anti-aliasing filter
-    expect(Buffer.from(tailMedia.media.payload, 'base64')).toHaveLength(80 + 20);
+    // the 2.5 ms still inside the anti-aliasing filter
+    expect(mediaBytes(tail)).toEqual([20]);
     for (const m of h.toTwilio()) expect(m.streamSid).toBe(STREAM_SID);
+  });
+
+  it('places a mark after each 100 ms of unmarked audio and at the end of every delta', () => {
+    const h = SessionHarness.answering();
+    const before = h.mark();
+    for (const ms of [30, 30, 30, 30, 130]) h.delta('resp_1', 'item_a', ms);
+    const sent = h.toTwilio(before);
+    // The stream position of every mark, in bytes.
+    const marksAt: number[] = [];
+    let position = 0;
+    for (const m of sent) {
+      if (m.event === 'media') position += Buffer.from(m.media.payload, 'base64').length;
+      if (m.event === 'mark') marksAt.push(position);
+    }
+    // A mark closes every delta; within the 130 ms delta one falls after its first 100 ms.
+    expect(marksAt).toEqual([240, 480, 720, 960, 1760, 2000]);
   });
 });
 
@@ -321,7 +337,8 @@ describe('interruption routine (one test per mistake public bridges make)', () =
     expect(h2.toTwilio(early)).toEqual([]);
     h2.advance(500);
     h2.delta('resp_unknown', 'item_x', 100); // ...and plays once the window has passed
-    expect(types(h2.toTwilio(early)).filter((t) => t === 'media')).toHaveLength(5);
+    const played = h2.toTwilio(early).flatMap((m) => (m.event === 'media' ? [Buffer.from(m.media.payload, 'base64').length] : []));
+    expect(played.reduce((a, b) => a + b, 0)).toBe(100 * 8);
   });
 
   it('plays an answer to the new turn from its first delta, even inside the suppression window', () => {
@@ -337,7 +354,8 @@ describe('interruption routine (one test per mistake public bridges make)', () =
     h.itemAdded('resp_2', 'item_b');
     const before = h.mark();
     h.delta('resp_2', 'item_b', 400);
-    expect(types(h.toTwilio(before)).filter((t) => t === 'media')).toHaveLength(20);
+    const played = h.toTwilio(before).flatMap((m) => (m.event === 'media' ? [Buffer.from(m.media.payload, 'base64').length] : []));
+    expect(played.reduce((a, b) => a + b, 0)).toBe(400 * 8);
     h.advance(250);
     const beforeBargeIn = h.mark();
     h.speechStarted();
@@ -422,9 +440,9 @@ describe('interruption details', () => {
     h.advance(40);
     const before = h.mark();
     h.speechStarted();
-    // 640 ms were sent before the stall (10 ms wait in the framer), then 40 ms more were heard
-    expect(truncates(h.toRealtime(before))[0]?.audio_end_ms).toBe(680);
-    expect(h.heardMs).toBe(680);
+    // all 650 ms were sent and played before the stall, then 40 ms more were heard
+    expect(truncates(h.toRealtime(before))[0]?.audio_end_ms).toBe(690);
+    expect(h.heardMs).toBe(690);
   });
 
   it('never truncates past the audio the model produced', () => {
@@ -439,9 +457,9 @@ describe('interruption details', () => {
     ]);
   });
 
-  it('drops the partial frame and filter history of the interrupted answer', () => {
+  it('drops the filter history of the interrupted answer', () => {
     const h = SessionHarness.answering();
-    h.delta('resp_1', 'item_a', 250); // 10 ms wait in the framer
+    h.delta('resp_1', 'item_a', 250);
     h.advance(100);
     h.speechStarted();
     h.responseDone('resp_1', 'cancelled');
