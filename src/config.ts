@@ -3,6 +3,7 @@
  * environment. Validated once; every problem is reported with the key that caused it.
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -82,8 +83,17 @@ export interface AppConfig {
   twilioAuthToken: string | null;
   /** TWILIO_ACCOUNT_SID: with the auth token, lets the service hang calls up through the REST API */
   twilioAccountSid: string | null;
-  /** MAX_CALLS: concurrent calls per process; beyond it the webhook answers "busy" */
+  /**
+   * MAX_CALLS: concurrent calls of the whole service; beyond it the webhook answers "busy". With
+   * WORKERS > 1 each worker admits its share, ceil(MAX_CALLS / workers).
+   */
   maxCalls: number;
+  /**
+   * WORKERS: processes serving calls. 1 (the default): one process, no cluster. More: a primary
+   * forks this many workers (node:cluster) sharing the port. `auto` is resolved here to
+   * os.availableParallelism(), capped at MAX_WORKERS.
+   */
+  workers: number;
   /** MAX_CALL_DURATION_S */
   maxCallDurationMs: number;
   /** DRAIN_TIMEOUT_S: how long live calls may go on after SIGTERM */
@@ -452,6 +462,22 @@ const LOG_LEVELS: ReadonlySet<string> = new Set(['fatal', 'error', 'warn', 'info
 
 export const DEFAULT_TWILIO_API_BASE_URL = 'https://api.twilio.com';
 
+/** Upper bound of WORKERS: past it, more processes only add context switches and memory. */
+export const MAX_WORKERS = 64;
+
+/** WORKERS: unset or '' → 1; `auto` → the cores Node may use (capped); else an integer 1..MAX_WORKERS. */
+export function parseWorkers(raw: string | undefined, problems: string[], cores: () => number = availableParallelism): number {
+  const v = nonEmpty(raw);
+  if (v === null) return 1;
+  if (v.toLowerCase() === 'auto') return Math.max(1, Math.min(MAX_WORKERS, cores()));
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isInteger(n) || n < 1 || n > MAX_WORKERS) {
+    problems.push(`WORKERS must be an integer 1-${MAX_WORKERS} or "auto", got "${v}"`);
+    return 1;
+  }
+  return n;
+}
+
 /**
  * `configPath`, when given, wins over CONFIG_FILE, which wins over config/default.json.
  * Problems in the file are reported prefixed with its path.
@@ -510,6 +536,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath?: st
   const maxCalls = intEnv('MAX_CALLS', 100, 1, 100_000);
   const maxCallDurationS = intEnv('MAX_CALL_DURATION_S', 4 * 3600, 10, 24 * 3600);
   const drainTimeoutS = intEnv('DRAIN_TIMEOUT_S', 300, 0, 24 * 3600);
+  const workers = parseWorkers(env['WORKERS'], problems);
   const twilioAuthToken = nonEmpty(env['TWILIO_AUTH_TOKEN']);
   if (twilioAuthToken !== null && publicUrl === null && publicUrlRaw === null) {
     problems.push('TWILIO_AUTH_TOKEN is set but PUBLIC_URL is not: signatures are computed over the public URL, never the Host header');
@@ -551,6 +578,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath?: st
       'end_call without TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: the call is ended by closing the media stream only (Twilio then ends the call, since nothing follows <Connect>)',
     );
   }
+  if (workers > maxCalls) {
+    startupWarnings.push(
+      `WORKERS=${workers} is more than MAX_CALLS=${maxCalls}: each worker admits at least one call, so the service may take up to ${workers} calls at once`,
+    );
+  }
   const agent: AgentConfig = { ...parsed, tools };
 
   return {
@@ -565,6 +597,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath?: st
     twilioAuthToken,
     twilioAccountSid,
     maxCalls,
+    workers,
     maxCallDurationMs: maxCallDurationS * 1000,
     drainTimeoutMs: drainTimeoutS * 1000,
     configFile,

@@ -1,6 +1,9 @@
 /**
  * Process entry: load config, start the upstream backend (the embedded local model when there is
  * no API key), serve, and shut down gracefully on SIGTERM/SIGINT.
+ *
+ * WORKERS > 1 runs the same server in that many worker processes under a primary (node:cluster):
+ * src/cluster/primary.ts and src/cluster/worker.ts. Unset or 1, none of that code is loaded.
  */
 import { ConfigError, loadConfig } from './config.js';
 import type { AppConfig } from './config.js';
@@ -11,6 +14,9 @@ import type { LocalRealtimeServer } from './realtime/local/server.js';
 import { buildServer } from './server.js';
 import type { CallbridgeServer } from './server.js';
 import { fileRecorderFactory } from './call/recorder.js';
+import type { RecorderFactory } from './call/recorder.js';
+import { WORKER_COUNT_ENV } from './cluster/protocol.js';
+import type { WorkerLink } from './cluster/worker.js';
 
 async function startBackend(config: AppConfig, logger: Logger): Promise<{ url: string; local: LocalRealtimeServer | null }> {
   if (config.realtimeBackend === 'openai') {
@@ -36,23 +42,114 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // WORKERS > 1: this process is either the primary or one of the workers it forked. Unset or 1:
+  // none of the cluster code is even loaded.
+  if (process.env[WORKER_COUNT_ENV] !== undefined) {
+    const { connectToPrimary } = await import('./cluster/worker.js');
+    const link = connectToPrimary();
+    if (link !== null) return runWorker(config, link);
+  }
+  if (config.workers > 1) return runClusterPrimary(config);
+  return runSingle(config);
+}
+
+/** One process serving every call: the default, and what each container replica runs. */
+async function runSingle(config: AppConfig): Promise<void> {
   const logger = createLogger(config.logLevel);
   for (const warning of config.startupWarnings) logger.warn(warning);
   let server: CallbridgeServer | null = null;
   logCrashes(logger, () => (server === null ? {} : { liveCalls: server.startedCalls, openStreams: server.calls.size, draining: server.draining }));
   const backend = await startBackend(config, logger);
-  const recorderFactory =
-    config.recordCallsDir === null
-      ? undefined
-      : fileRecorderFactory(config.recordCallsDir, (err, file) => logger.warn({ err: err.message, file }, 'call capture write failed'));
   if (config.recordCallsDir !== null) logger.info({ dir: config.recordCallsDir }, 'RECORD_CALLS: capturing every call for replay');
   server = await buildServer({
     config,
     logger,
     realtimeUrl: backend.url,
     processMetrics: true,
-    ...(recorderFactory === undefined ? {} : { recorderFactory }),
+    ...recorderOption(config, logger),
   });
+  logSecurityWarnings(config, logger);
+  await server.app.listen({ port: config.port, host: config.host });
+  const shutdown = shutdownOf(server, config, logger, async () => backend.local?.close());
+  let signalled = false;
+  const onSignal = (signal: string): void => {
+    if (signalled) shutdown.endNow(signal);
+    else shutdown.drain(signal);
+    signalled = true;
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+}
+
+/**
+ * WORKERS > 1, the primary: starts the local model once (when there is no API key), logs the
+ * start-up warnings once, and forks and supervises the workers (src/cluster/primary.ts).
+ */
+async function runClusterPrimary(config: AppConfig): Promise<void> {
+  const logger = createLogger(config.logLevel, undefined, { role: 'primary', pid: process.pid });
+  for (const warning of config.startupWarnings) logger.warn(warning);
+  logCrashes(logger, () => ({}));
+  const backend = await startBackend(config, logger);
+  if (config.recordCallsDir !== null) logger.info({ dir: config.recordCallsDir }, 'RECORD_CALLS: capturing every call for replay');
+  logSecurityWarnings(config, logger);
+  const { runPrimary } = await import('./cluster/primary.js');
+  runPrimary({
+    config,
+    logger,
+    localRealtimeUrl: backend.local === null ? null : backend.url,
+    beforeExit: async () => backend.local?.close(),
+  });
+}
+
+/**
+ * WORKERS > 1, a worker: the ordinary server with its share of MAX_CALLS, on the primary's local
+ * model if it runs one, its /metrics the cluster's. It drains when the primary says so.
+ */
+async function runWorker(config: AppConfig, link: WorkerLink): Promise<void> {
+  const logger = createLogger(config.logLevel, undefined, { role: 'worker', worker: link.id, pid: process.pid });
+  let server: CallbridgeServer | null = null;
+  logCrashes(logger, () => (server === null ? {} : { liveCalls: server.startedCalls, openStreams: server.calls.size, draining: server.draining }));
+  if (config.realtimeBackend === 'local' && link.realtimeUrl === null) {
+    throw new Error('worker started without the URL of the primary\'s local model');
+  }
+  const realtimeUrl = link.realtimeUrl ?? config.realtimeUrl;
+  // MAX_CALLS is the service's; each worker admits its share.
+  const workerConfig: AppConfig = { ...config, maxCalls: Math.ceil(config.maxCalls / link.count) };
+  server = await buildServer({
+    config: workerConfig,
+    logger,
+    realtimeUrl,
+    processMetrics: true,
+    metricsExposition: link.exposition,
+    ...recorderOption(config, logger),
+  });
+  link.serveMetrics(server.metrics);
+  // The primary logs "Server listening at …" once every worker listens; each worker says so in its own words.
+  const addresses: string[] = [];
+  await server.app.listen({
+    port: config.port,
+    host: config.host,
+    listenTextResolver: (address) => {
+      addresses.push(address);
+      return `worker listening at ${address}`;
+    },
+  });
+  const shutdown = shutdownOf(server, config, logger, async () => {});
+  link.onStop((request) => {
+    // Only the primary's second signal ends calls at once; a worker's own signals only ever
+    // drain (see src/cluster/worker.ts: Ctrl-C reaches the primary and every worker).
+    if (request.kind === 'now') shutdown.endNow(`${request.signal} (via the primary)`);
+    else shutdown.drain(request.from === 'primary' ? `${request.signal} (via the primary)` : request.signal);
+  });
+  link.ready(addresses);
+}
+
+function recorderOption(config: AppConfig, logger: Logger): { recorderFactory?: RecorderFactory } {
+  if (config.recordCallsDir === null) return {};
+  return { recorderFactory: fileRecorderFactory(config.recordCallsDir, (err, file) => logger.warn({ err: err.message, file }, 'call capture write failed')) };
+}
+
+function logSecurityWarnings(config: AppConfig, logger: Logger): void {
   if (config.twilioAuthToken === null) {
     logger.warn(
       'TWILIO_AUTH_TOKEN is not set: requests are NOT authenticated, and anyone who finds this URL can place calls through it on your API key. Set TWILIO_AUTH_TOKEN and PUBLIC_URL before exposing the service.',
@@ -61,41 +158,54 @@ async function main(): Promise<void> {
   if (config.publicUrl === null) {
     logger.warn('PUBLIC_URL is not set: TwiML will point Twilio at the Host header of each webhook request');
   }
-  await server.app.listen({ port: config.port, host: config.host });
-  const running = server;
+}
 
-  let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
-    if (stopping) {
-      // A second signal means "now": end the calls without waiting out the drain.
+/**
+ * Drain: readiness fails at once so the load balancer stops sending calls; live calls may finish
+ * for up to DRAIN_TIMEOUT_S, then the rest are ended and the process exits 0. Idempotent.
+ * endNow: end the calls without waiting out the drain (a second signal).
+ */
+function shutdownOf(running: CallbridgeServer, config: AppConfig, logger: Logger, closeBackend: () => Promise<unknown>): { drain(signal: string): void; endNow(signal: string): void } {
+  let draining = false;
+  let endingNow = false;
+  return {
+    drain(signal) {
+      if (draining || endingNow) return;
+      draining = true;
+      running.startDraining();
+      logger.info({ signal, liveCalls: running.startedCalls, drainTimeoutMs: config.drainTimeoutMs }, 'draining before shutdown');
+      void (async () => {
+        try {
+          const finished = await running.waitForCallsToFinish(config.drainTimeoutMs);
+          if (endingNow) return;
+          if (!finished) logger.warn({ liveCalls: running.startedCalls, openStreams: running.calls.size }, 'drain timeout: ending the remaining calls');
+          await running.endAllCalls();
+          await running.app.close();
+          await closeBackend();
+          logger.info('shut down cleanly');
+          process.exit(0);
+        } catch (err) {
+          logger.error({ err: errorFields(err) }, 'shutdown failed');
+          process.exit(1);
+        }
+      })();
+    },
+    endNow(signal) {
+      if (endingNow) return;
+      endingNow = true;
+      running.startDraining();
       logger.warn({ signal }, 'second signal: ending live calls now');
-      try {
-        await running.endAllCalls();
-        process.exit(0);
-      } catch (err) {
-        logger.error({ err: errorFields(err) }, 'ending calls on the second signal failed');
-        process.exit(1);
-      }
-    }
-    stopping = true;
-    // Readiness fails at once so the load balancer stops sending calls; live calls may finish.
-    running.startDraining();
-    logger.info({ signal, liveCalls: running.startedCalls, drainTimeoutMs: config.drainTimeoutMs }, 'draining before shutdown');
-    try {
-      const finished = await running.waitForCallsToFinish(config.drainTimeoutMs);
-      if (!finished) logger.warn({ liveCalls: running.startedCalls, openStreams: running.calls.size }, 'drain timeout: ending the remaining calls');
-      await running.endAllCalls();
-      await running.app.close();
-      await backend.local?.close();
-      logger.info('shut down cleanly');
-      process.exit(0);
-    } catch (err) {
-      logger.error({ err: errorFields(err) }, 'shutdown failed');
-      process.exit(1);
-    }
+      void (async () => {
+        try {
+          await running.endAllCalls();
+          process.exit(0);
+        } catch (err) {
+          logger.error({ err: errorFields(err) }, 'ending calls on the second signal failed');
+          process.exit(1);
+        }
+      })();
+    },
   };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
 }
 
 /**

@@ -13,7 +13,7 @@ import type { RecorderFactory } from './call/recorder.js';
 import type { EndReason, ResumeContext, StartAuthorization, TranscriptEntry } from './call/session.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
-import type { CallOutcome } from './observability/metrics.js';
+import type { CallOutcome, MetricsExposition } from './observability/metrics.js';
 import { CALL_TOKEN_PARAMETER, CALL_TOKEN_TTL_MS, callTokenSecretFrom, createCallToken, verifyCallToken } from './twilio/call-token.js';
 import { createTwilioClient, hangUpCall, transferCall } from './twilio/rest.js';
 import type { FormParams } from './twilio/signature.js';
@@ -56,6 +56,11 @@ export interface ServerOptions {
   processMetrics?: boolean;
   /** Clock for call tokens (ms since the epoch); tests move it to expire tokens. */
   wallClock?: () => number;
+  /**
+   * What GET /metrics serves; defaults to this server's own metrics. A cluster worker passes the
+   * cluster-wide exposition its primary gathers (WORKERS > 1).
+   */
+  metricsExposition?: MetricsExposition;
 }
 
 export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Logger>;
@@ -149,7 +154,17 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
   app.get('/readyz', async (_request, reply) =>
     draining ? reply.code(503).send({ status: 'draining', calls: startedCalls }) : { status: 'ready', calls: startedCalls },
   );
-  app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.render()));
+  const exposition = options.metricsExposition ?? metrics;
+  app.get('/metrics', async (_request, reply) => {
+    let text: string;
+    try {
+      text = await exposition.render();
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'metrics unavailable');
+      return reply.code(503).send({ error: 'metrics unavailable' });
+    }
+    return reply.type(exposition.contentType).send(text);
+  });
 
   /**
    * The form of a Twilio callback, or null after answering 403: with a token, only a body signed

@@ -8,10 +8,15 @@ import type { LogLevel } from '../config.js';
 
 export type { Logger };
 
-export function createLogger(level: LogLevel, destination?: pino.DestinationStream): Logger {
+/**
+ * `bindings` go on every line the logger (and its children) writes: with WORKERS > 1 the primary's
+ * lines carry `role: "primary"` and a worker's `role: "worker"` and its `worker` id, so the lines
+ * of one process can be told from the others' in the shared output.
+ */
+export function createLogger(level: LogLevel, destination?: pino.DestinationStream, bindings: Record<string, unknown> = {}): Logger {
   const options: pino.LoggerOptions = {
     level,
-    base: { service: 'callbridge' },
+    base: { service: 'callbridge', ...bindings },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };

@@ -40,6 +40,31 @@ export interface InterruptionSample {
   cancelSent: boolean;
 }
 
+/**
+ * What GET /metrics serves: the text exposition and its content type. A Metrics is one (this
+ * process's figures); with WORKERS > 1 a worker serves the cluster-wide one its primary gathers
+ * (src/cluster/worker.ts). The route only needs this, so it can move to another listener as is.
+ */
+export interface MetricsExposition {
+  readonly contentType: string;
+  render(): Promise<string>;
+}
+
+/**
+ * One metric family as prom-client's `getMetricsAsJSON()` gives it: plain data, so it crosses the
+ * cluster IPC channel, and what `AggregatorRegistry.aggregate()` takes. `type` is prom-client's
+ * string (`counter`, `gauge`, `histogram`, `summary`); `aggregator` says how the family combines
+ * across processes (`sum` unless the metric set another, e.g. `omit` for process_start_time_seconds).
+ */
+export interface MetricFamilySnapshot {
+  name: string;
+  help: string;
+  type: string;
+  aggregator: string;
+  values: Array<{ value: number; labels: Record<string, string | number>; metricName?: string }>;
+}
+export type MetricsSnapshot = MetricFamilySnapshot[];
+
 export interface MetricsOptions {
   /** Node process/runtime metrics and the event-loop delay histogram (off in tests) */
   collectDefault?: boolean;
@@ -70,7 +95,8 @@ const EVENT_LOOP_RESOLUTION_MS = 10;
  */
 let processRegistry: Registry | null = null;
 
-function sharedProcessRegistry(): Registry {
+/** This process's default metrics (memory, CPU, GC, handles), shared as described above. */
+export function sharedProcessRegistry(): Registry {
   if (processRegistry === null) {
     processRegistry = new Registry();
     collectDefaultMetrics({ register: processRegistry });
@@ -78,7 +104,7 @@ function sharedProcessRegistry(): Registry {
   return processRegistry;
 }
 
-export class Metrics {
+export class Metrics implements MetricsExposition {
   readonly contentType: string;
   private readonly registry = new Registry();
   /** what render() exposes: this registry, plus the process metrics when collected */
@@ -228,6 +254,11 @@ export class Metrics {
     return this.exposed.metrics();
   }
 
+  /** The same figures as render(), as data: what a worker hands its primary to aggregate. */
+  async snapshot(): Promise<MetricsSnapshot> {
+    return snapshotOf(this.exposed);
+  }
+
   /** Stop what this instance started (the event-loop sampler). Idempotent; render() still works. */
   stop(): void {
     this.eventLoop?.disable();
@@ -263,6 +294,21 @@ export class Metrics {
     });
     return sampler;
   }
+}
+
+/** A registry's families as plain data (prom-client's JSON form, without its collect functions). */
+export async function snapshotOf(registry: Registry): Promise<MetricsSnapshot> {
+  const families = await registry.getMetricsAsJSON();
+  return families.map((f) => ({
+    name: f.name,
+    help: f.help,
+    type: String(f.type),
+    aggregator: f.aggregator ?? 'sum',
+    values: f.values.map((v) => {
+      const named = v as { metricName?: string };
+      return { value: v.value, labels: { ...(v.labels as Record<string, string | number>) }, ...(named.metricName === undefined ? {} : { metricName: named.metricName }) };
+    }),
+  }));
 }
 
 /** A measurement must never throw into a call: prom-client throws on non-finite values. */

@@ -1,8 +1,8 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, parseAgentConfig, toolName } from '../../src/config.js';
+import { ConfigError, DEFAULT_CONFIG_PATH, MAX_WORKERS, loadConfig, parseAgentConfig, parseWorkers, toolName } from '../../src/config.js';
 
 function defaults(): Record<string, unknown> {
   return JSON.parse(readFileSync(DEFAULT_CONFIG_PATH, 'utf8')) as Record<string, unknown>;
@@ -85,6 +85,40 @@ describe('config', () => {
       expect(err).toBeInstanceOf(ConfigError);
       expect((err as ConfigError).problems).toHaveLength(4);
     }
+  });
+
+  describe('WORKERS', () => {
+    it('is one process unless asked: unset, empty or 1', () => {
+      expect(loadConfig({}).workers).toBe(1);
+      expect(loadConfig({ WORKERS: '' }).workers).toBe(1);
+      expect(loadConfig({ WORKERS: '1' }).workers).toBe(1);
+    });
+
+    it('takes a count up to 64, and auto as the cores Node may use', () => {
+      expect(loadConfig({ WORKERS: '2' }).workers).toBe(2);
+      expect(loadConfig({ WORKERS: ' 64 ' }).workers).toBe(64);
+      expect(loadConfig({ WORKERS: 'auto' }).workers).toBe(Math.min(64, availableParallelism()));
+      expect(loadConfig({ WORKERS: 'AUTO' }).workers).toBe(Math.min(64, availableParallelism()));
+      expect(parseWorkers('auto', [], () => 200)).toBe(MAX_WORKERS);
+      expect(parseWorkers('auto', [], () => 1)).toBe(1);
+    });
+
+    it('refuses anything else, naming the variable and the value', () => {
+      for (const bad of ['0', '65', '-2', '2.5', '1e1', 'two', 'auto-ish', '0x2']) {
+        try {
+          loadConfig({ WORKERS: bad });
+          expect.unreachable(`WORKERS=${bad} was accepted`);
+        } catch (err) {
+          expect(err).toBeInstanceOf(ConfigError);
+          expect((err as ConfigError).problems).toEqual([`WORKERS must be an integer 1-64 or "auto", got "${bad}"`]);
+        }
+      }
+    });
+
+    it('warns when there are more workers than MAX_CALLS, since each admits at least one call', () => {
+      expect(loadConfig({ WORKERS: '4', MAX_CALLS: '3' }).startupWarnings.some((w) => w.startsWith('WORKERS=4 is more than MAX_CALLS=3'))).toBe(true);
+      expect(loadConfig({ WORKERS: '4', MAX_CALLS: '4' }).startupWarnings.some((w) => w.startsWith('WORKERS='))).toBe(false);
+    });
   });
 
   it('refuses the openai backend with no key and the default endpoint', () => {

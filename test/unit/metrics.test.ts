@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { register as globalRegistry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ClusterMetrics } from '../../src/observability/cluster-metrics.js';
 import { MAX_UPSTREAM_ERROR_CODES, Metrics } from '../../src/observability/metrics.js';
 
 /** Samples of the text exposition, keyed `name{k="v",...}` with labels sorted, as the format allows any order. */
@@ -231,5 +232,90 @@ describe('Metrics', () => {
       await sleep(60);
       expect(sample(await scrape(m), 'callbridge_event_loop_delay_ms_count')).toBe(afterStop);
     });
+  });
+});
+
+/** Samples of an exposition text, as scrape() reads a Metrics. */
+function parse(text: string): Map<string, number> {
+  const samples = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (match === null) throw new Error(`unparsable sample line: ${line}`);
+    const [, name = '', labelText = '', value = ''] = match;
+    const labels = [...labelText.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"/g)].map(([, k = '', v = '']) => `${k}="${v}"`).sort();
+    samples.set(labels.length === 0 ? name : `${name}{${labels.join(',')}}`, Number(value));
+  }
+  return samples;
+}
+
+describe('ClusterMetrics (WORKERS > 1: the primary aggregates the workers)', () => {
+  it('sums the workers: active calls, outcomes, histograms', async () => {
+    const [a, b] = [metrics(), metrics()];
+    a.callStarted();
+    a.callStarted();
+    b.callStarted();
+    a.callEnded('completed');
+    b.callEnded('idle');
+    b.callStarted();
+    a.firstAudioLatency(120);
+    b.firstAudioLatency(80);
+    const cluster = new ClusterMetrics();
+    cluster.record(1, await a.snapshot());
+    cluster.record(2, await b.snapshot());
+    const s = parse(await cluster.render());
+    expect(sample(s, 'callbridge_active_calls')).toBe(2);
+    expect(sample(s, 'callbridge_calls_total{outcome="completed"}')).toBe(1);
+    expect(sample(s, 'callbridge_calls_total{outcome="idle"}')).toBe(1);
+    expect(sample(s, 'callbridge_first_audio_latency_ms_count')).toBe(2);
+    expect(sample(s, 'callbridge_first_audio_latency_ms_sum')).toBe(200);
+    expect(sample(s, 'callbridge_first_audio_latency_ms_bucket{le="100"}')).toBe(1);
+    expect(sample(s, 'callbridge_first_audio_latency_ms_bucket{le="200"}')).toBe(2);
+  });
+
+  it("keeps a dead worker's counters as last reported, so they never go down; its gauges go with it", async () => {
+    const [a, b] = [metrics(), metrics()];
+    a.callStarted();
+    a.callEnded('completed');
+    a.callStarted();
+    b.callStarted();
+    b.callEnded('completed');
+    const cluster = new ClusterMetrics();
+    cluster.record(1, await a.snapshot());
+    cluster.record(2, await b.snapshot());
+    cluster.retire(1);
+    const replacement = metrics();
+    cluster.record(3, await replacement.snapshot());
+    const s = parse(await cluster.render());
+    expect(sample(s, 'callbridge_active_calls')).toBe(0);
+    expect(sample(s, 'callbridge_calls_total{outcome="completed"}')).toBe(2);
+    // Many deaths are folded into one retired snapshot, still counting every one.
+    for (let id = 10; id < 30; id++) {
+      const m = metrics();
+      m.callStarted();
+      m.callEnded('agent-ended');
+      cluster.record(id, await m.snapshot());
+      cluster.retire(id);
+    }
+    const after = parse(await cluster.render());
+    expect(sample(after, 'callbridge_calls_total{outcome="agent-ended"}')).toBe(20);
+    expect(sample(after, 'callbridge_calls_total{outcome="completed"}')).toBe(2);
+  });
+
+  it('aggregates process metrics as prom-client does: start time omitted, version once, memory summed', async () => {
+    const [a, b] = [metrics(true), metrics(true)];
+    const cluster = new ClusterMetrics();
+    const snapA = await a.snapshot();
+    cluster.record(1, snapA);
+    cluster.record(2, await b.snapshot());
+    const text = await cluster.render();
+    const s = parse(text);
+    expect(text).not.toContain('process_start_time_seconds');
+    expect([...s.keys()].filter((k) => k.startsWith('nodejs_version_info'))).toHaveLength(1);
+    const heapOfA = snapA.find((f) => f.name === 'nodejs_heap_size_total_bytes')?.values[0]?.value ?? 0;
+    expect(sample(s, 'nodejs_heap_size_total_bytes')).toBeGreaterThan(heapOfA);
+    // A snapshot crosses the IPC channel structured-cloned (the primary forks with 'advanced'
+    // serialization: JSON would turn a NaN gauge into null, then 0): it survives the trip unchanged.
+    expect(structuredClone(snapA)).toEqual(snapA);
   });
 });
