@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RawReplyDefaultExpr
 import formbody from '@fastify/formbody';
 import websocket from '@fastify/websocket';
 import type { AppConfig } from './config.js';
+import { loadFallbackAudio } from './call/fallback-audio.js';
 import { CallBridge } from './call/bridge.js';
 import type { CallObserver } from './call/bridge.js';
 import type { RecorderFactory } from './call/recorder.js';
@@ -293,6 +294,8 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
     };
   };
 
+  // Read once: every call without a model plays the same hold tone and apology.
+  const fallbackAudio = loadFallbackAudio();
   const resumeFor = (start: { callSid: string; customParameters: Record<string, string> }): ResumeContext | null => {
     if (start.customParameters[RESUME_PARAMETER] !== 'transfer-failed') return null;
     const handoff = handoffs.get(start.callSid);
@@ -329,6 +332,7 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
       observer: observerFor(),
       toolsSecret: config.toolsSecret,
       resumeFor,
+      fallbackAudio,
       ...(rest === null ? {} : { hangUpCall: rest.hangUp, transferCall: rest.transfer }),
       ...(options.recorderFactory === undefined ? {} : { recorderFactory: options.recorderFactory }),
     });

@@ -60,6 +60,8 @@ export interface BridgeOptions {
   /** TOOLS_SECRET: signs http tool requests */
   toolsSecret?: string | null;
   resumeFor?: SessionDeps['resumeFor'];
+  /** hold tone and apology played when no model answers */
+  fallbackAudio?: SessionDeps['fallbackAudio'];
   maxCallDurationMs?: number;
   startTimeoutMs?: number;
   observer?: CallObserver;
@@ -104,6 +106,7 @@ export class CallBridge {
     const deps: SessionDeps = {};
     if (options.authorizeStart !== undefined) deps.authorizeStart = options.authorizeStart;
     if (options.resumeFor !== undefined) deps.resumeFor = options.resumeFor;
+    if (options.fallbackAudio !== undefined) deps.fallbackAudio = options.fallbackAudio;
     this.session = new CallSession(options.agent, deps);
     this.now = options.now ?? (() => performance.now());
     this.openedAtMs = this.now();
@@ -242,6 +245,15 @@ export class CallBridge {
       case 'connect-upstream':
         this.scheduleUpstream(action.attempt, action.delayMs);
         return;
+      case 'close-upstream': {
+        if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+        this.reconnectTimer = null;
+        // Forgotten first, so its close event is old news when it comes.
+        const upstream = this.upstream;
+        this.upstream = null;
+        upstream?.close();
+        return;
+      }
       case 'end-call':
         this.endReason = action.reason;
         this.closeAll(action.closeCode);

@@ -31,6 +31,8 @@ import { ToolCalls } from './tool-calls.js';
 import { dispatchToolCall, outputText } from './tool-dispatch.js';
 import type { ToolCallRecord, ToolOutcome } from './tool-calls.js';
 import { TurnArbiter } from './turn-arbiter.js';
+import { FAREWELL_GRACE_MS, FAREWELL_MARK, FIRST_CONNECT_GIVE_UP_MS, HOLD_TONE_AFTER_MS, HOLD_TONE_EVERY_MS, UpstreamFallback } from './upstream-fallback.js';
+import type { FallbackAudio } from './fallback-audio.js';
 import type { ResponseRequest } from './turn-arbiter.js';
 import { greetingRequest, idleGoodbyeRequest, notes, reminderRequest, realtimeTools } from './agent-script.js';
 
@@ -78,7 +80,7 @@ export type SessionInput =
   | { kind: 'transfer-result'; ok: boolean; detail: string };
 
 /** The session's timers, run by the shell: one of each at most. */
-export type TimerName = 'keypad' | 'idle' | 'control';
+export type TimerName = 'keypad' | 'idle' | 'control' | 'hold' | 'connect-deadline' | 'farewell';
 
 export type EndReason =
   | 'twilio-stop'
@@ -118,6 +120,8 @@ export type SessionAction =
   | { kind: 'call-started'; callSid: string; streamSid: string; customParameters: Record<string, string> }
   /** open a new upstream connection after `delayMs` (closing any previous one) */
   | { kind: 'connect-upstream'; attempt: number; delayMs: number }
+  /** the call is giving up on the upstream: close it and cancel any pending attempt */
+  | { kind: 'close-upstream' }
   | { kind: 'end-call'; reason: EndReason; closeCode: number }
   /** end the phone call itself through Twilio's REST API (when credentials exist) */
   | { kind: 'hangup-call'; callSid: string }
@@ -153,6 +157,8 @@ export interface SessionDeps {
   authorizeStart?: (start: TwilioStart['start'], nowMs: number) => StartAuthorization;
   /** An authorised stream that brings a caller back from a failed transfer: what to resume. */
   resumeFor?: (start: TwilioStart['start']) => ResumeContext | null;
+  /** hold tone and apology for a call without a model; without it such a call just ends */
+  fallbackAudio?: FallbackAudio;
 }
 
 export interface KeypadEntry {
@@ -237,6 +243,7 @@ export class CallSession {
   private readonly playout = new PlayoutTracker();
   private readonly inbound = new InboundTranscoder();
   private readonly outbound = new OutboundTranscoder();
+  private readonly fallback = new UpstreamFallback();
 
   private turns = 0;
   readonly interruptions: InterruptionRecord[] = [];
@@ -383,6 +390,9 @@ export class CallSession {
         const resume = this.deps.resumeFor?.(msg.start) ?? null;
         if (resume !== null) this.resume(resume);
         this.connectUpstream(out);
+        this.fallback.begin();
+        out.push({ kind: 'set-timer', timer: 'hold', delayMs: HOLD_TONE_AFTER_MS });
+        out.push({ kind: 'set-timer', timer: 'connect-deadline', delayMs: FIRST_CONNECT_GIVE_UP_MS });
         return;
       }
       case 'media': {
@@ -395,6 +405,8 @@ export class CallSession {
           return;
         }
         if (msg.media.track !== 'inbound' && msg.media.track !== 'inbound_track') return;
+        // Nothing will hear it: the call is ending with the apology.
+        if (this.fallback.givingUp) return;
         if (base64ByteLength(msg.media.payload) > MAX_MEDIA_PAYLOAD_BYTES) {
           this.malformed('oversized-payload', `media payload over ${MAX_MEDIA_PAYLOAD_BYTES} bytes`, out);
           return;
@@ -407,6 +419,10 @@ export class CallSession {
           this.violation('wrong-stream-sid', `mark for stream ${msg.streamSid.slice(0, 40)}`, out);
           return;
         }
+        if (msg.mark.name === FAREWELL_MARK && this.fallback.givingUp) {
+          this.finishGivingUp('apology heard', out);
+          return;
+        }
         const result = this.playout.onMarkEcho(msg.mark.name, nowMs);
         if (result.kind === 'unknown') log(out, 'debug', 'unknown mark echoed', { name: msg.mark.name });
         return;
@@ -416,6 +432,8 @@ export class CallSession {
           this.violation('wrong-stream-sid', `dtmf for stream ${msg.streamSid.slice(0, 40)}`, out);
           return;
         }
+        // A key must not cut the apology short (a key barges in): the call is ending anyway.
+        if (this.fallback.givingUp) return;
         this.onKey(msg.dtmf.digit, nowMs, out);
         return;
       case 'stop':
@@ -456,6 +474,14 @@ export class CallSession {
   }
 
   private onUpstreamOpen(nowMs: number, out: SessionAction[]): void {
+    // Given up already: close-upstream crossed this open on the way.
+    if (this.fallback.givingUp) return;
+    const first = this.fallback.connected();
+    if (first.first) {
+      out.push({ kind: 'clear-timer', timer: 'hold' }, { kind: 'clear-timer', timer: 'connect-deadline' });
+      // The agent's first words must not queue behind the rest of a hold tone.
+      if (first.clearTone && this.streamSid !== null) out.push({ kind: 'send-twilio', message: clearMessage(this.streamSid) });
+    }
     this.upstream = 'open';
     this.upstreamOpenedAtMs = nowMs;
     if (this.recovering) out.push({ kind: 'metric', event: { name: 'reconnect', outcome: 'ok' } });
@@ -486,15 +512,46 @@ export class CallSession {
   private connectUpstream(out: SessionAction[]): void {
     const delayMs = UPSTREAM_RETRY_DELAYS_MS[this.upstreamAttempt];
     if (delayMs === undefined) {
-      log(out, 'error', 'upstream unreachable: giving up', { attempts: this.upstreamAttempt });
-      if (this.recovering) out.push({ kind: 'metric', event: { name: 'reconnect', outcome: 'failed' } });
-      if (this.callSid !== null) out.push({ kind: 'hangup-call', callSid: this.callSid });
-      this.end('upstream-failed', out, { attempts: this.upstreamAttempt });
+      this.giveUpUpstream('every attempt failed', out);
       return;
     }
     this.upstreamAttempt += 1;
     this.upstream = 'connecting';
     out.push({ kind: 'connect-upstream', attempt: this.upstreamAttempt, delayMs });
+  }
+
+  /**
+   * No model will answer: the caller hears an apology (after any audio still queued is cleared),
+   * then the call ends, once its mark is echoed or its length and a grace have passed.
+   */
+  private giveUpUpstream(why: string, out: SessionAction[]): void {
+    if (!this.fallback.giveUp()) return;
+    log(out, 'error', 'upstream unreachable: giving up', { attempts: this.upstreamAttempt, why });
+    if (this.recovering) out.push({ kind: 'metric', event: { name: 'reconnect', outcome: 'failed' } });
+    this.upstream = 'idle';
+    out.push({ kind: 'close-upstream' });
+    out.push({ kind: 'clear-timer', timer: 'hold' }, { kind: 'clear-timer', timer: 'connect-deadline' });
+    const audio = this.deps.fallbackAudio;
+    const streamSid = this.streamSid;
+    if (audio === undefined || streamSid === null) {
+      this.finishGivingUp('no apology to play', out);
+      return;
+    }
+    // Whatever is queued (a hold tone, the rest of an answer) goes: the apology is the last word.
+    out.push({ kind: 'send-twilio', message: clearMessage(streamSid) });
+    this.playout.newGeneration();
+    this.outbound.reset();
+    this.streamingItem = null;
+    out.push({ kind: 'send-twilio', message: mediaMessage(streamSid, audio.apology) });
+    out.push({ kind: 'send-twilio', message: markMessage(streamSid, FAREWELL_MARK) });
+    out.push({ kind: 'set-timer', timer: 'farewell', delayMs: Math.ceil(audio.apologyMs) + FAREWELL_GRACE_MS });
+  }
+
+  private finishGivingUp(how: string, out: SessionAction[]): void {
+    log(out, 'info', 'ending the call without a model', { how });
+    out.push({ kind: 'clear-timer', timer: 'farewell' });
+    if (this.callSid !== null) out.push({ kind: 'hangup-call', callSid: this.callSid });
+    this.end('upstream-failed', out, { attempts: this.upstreamAttempt });
   }
 
   private onUpstreamClosed(code: number, reason: string, nowMs: number, out: SessionAction[]): void {
@@ -1168,6 +1225,20 @@ export class CallSession {
       case 'control':
         // The last mark never came back (a stalled stream): carry it out rather than hang forever.
         this.checkControl(nowMs, out, true);
+        return;
+      case 'hold': {
+        const audio = this.deps.fallbackAudio;
+        if (!this.fallback.holdDue() || this.streamSid === null) return;
+        log(out, 'info', 'upstream slow to connect: playing the hold tone', { attempt: this.upstreamAttempt });
+        if (audio !== undefined) out.push({ kind: 'send-twilio', message: mediaMessage(this.streamSid, audio.holdTone) });
+        out.push({ kind: 'set-timer', timer: 'hold', delayMs: HOLD_TONE_EVERY_MS });
+        return;
+      }
+      case 'connect-deadline':
+        if (this.fallback.deadlinePassed()) this.giveUpUpstream(`not connected within ${FIRST_CONNECT_GIVE_UP_MS} ms`, out);
+        return;
+      case 'farewell':
+        if (this.fallback.givingUp) this.finishGivingUp('apology played (its mark was not echoed)', out);
         return;
       default:
         assertNever(timer);

@@ -9,12 +9,10 @@ import type { OtherServerEvent, RealtimeClientEvent, RealtimeServerEvent } from 
 
 /**
  * A black-holed upstream (SYN dropped, TLS never answered) only shows as this timeout, once per
- * attempt. With the session's retry schedule (UPSTREAM_RETRY_DELAYS_MS: 6 attempts, 7.75 s of
- * backoff in all) the caller waits at worst 6 × 5 s + 7.75 s ≈ 38 s in silence before the call is
- * given up, where 10 s per attempt made it ≈ 68 s. A healthy handshake takes well under a second,
- * even to another region.
+ * attempt. A healthy handshake takes well under a second, even to another region; 3 s leaves room
+ * for two attempts before the session gives the first connection up (FIRST_CONNECT_GIVE_UP_MS).
  */
-export const REALTIME_HANDSHAKE_TIMEOUT_MS = 5000;
+export const REALTIME_HANDSHAKE_TIMEOUT_MS = 3000;
 
 export interface RealtimeConnectionHandlers {
   onOpen(): void;

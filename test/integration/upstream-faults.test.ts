@@ -3,7 +3,11 @@
  * session expires, or the service refuses connections for a while. The call must carry on, with
  * the conversation re-seeded, or end cleanly when the upstream stays away.
  */
+import { createServer } from 'node:net';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
+import { loadFallbackAudio } from '../../src/call/fallback-audio.js';
 import { startLocalRealtimeServer } from '../../src/realtime/local/server.js';
 import type { LocalRealtimeServer } from '../../src/realtime/local/server.js';
 import { buildServer } from '../../src/server.js';
@@ -123,4 +127,55 @@ describe('upstream faults', () => {
     expect(ended).toMatchObject({ callSid: caller.callSid, reason: 'upstream-failed', attempts: 6 });
     expect(url).toContain('127.0.0.1');
   });
+
+  it('black-holed (accepts TCP, never answers): the caller hears the hold tone, then the apology, and the call ends cleanly', async () => {
+    // A load balancer that accepts and forwards nowhere: the TCP connection opens, the WebSocket handshake never completes.
+    const held = new Set<Socket>();
+    const hole = createServer((socket) => {
+      held.add(socket);
+      // Read and drop what arrives, so the bridge's FIN is seen ('end' waits for a flowing stream).
+      socket.resume();
+      socket.on('close', () => held.delete(socket));
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => hole.listen(0, '127.0.0.1', resolve));
+    let attempts = 0;
+    hole.on('connection', () => (attempts += 1));
+    cleanups.push(async () => {
+      for (const socket of held) socket.destroy();
+      await new Promise<void>((resolve) => hole.close(() => resolve()));
+    });
+    const { port: holePort } = hole.address() as { port: number };
+    const config = { ...loadConfig({ REALTIME_BACKEND: 'openai', OPENAI_REALTIME_URL: `ws://127.0.0.1:${holePort}/v1/realtime` }), logLevel: 'silent' as const };
+    const server: CallbridgeServer = await buildServer({ config, logger: createLogger('silent') });
+    cleanups.push(async () => {
+      await server.endAllCalls(500);
+      await server.app.close();
+    });
+    await server.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port: appPort } = server.app.server.address() as { port: number };
+
+    const caller = new SimulatedCaller({ url: `ws://127.0.0.1:${appPort}/media-stream`, audio: YES });
+    cleanups.push(async () => void (await caller.hangUp()));
+    const startedAt = performance.now();
+    await caller.start();
+    await caller.done;
+    const endedAfterMs = performance.now() - startedAt;
+
+    const audio = loadFallbackAudio();
+    const media = caller.received.flatMap((r) => (r.message?.event === 'media' ? [r.message.media.payload] : []));
+    const tones = media.filter((p) => p === audio.holdTone).length;
+    expect(tones).toBeGreaterThanOrEqual(1);
+    expect(media[media.length - 1]).toBe(audio.apology);
+    expect(media.every((p) => p === audio.holdTone || p === audio.apology)).toBe(true);
+    // the apology was played to the end: its mark came back before the stream closed
+    expect(caller.marksEchoed.some((m) => m.name === 'cb-unavailable' && m.cause === 'played')).toBe(true);
+    expect(caller.closeCode).toBe(1011);
+    // Old behaviour: about 38 s of silence. The bound is 10 s; the margin is for a loaded CI machine.
+    expect(endedAfterMs).toBeLessThan(15_000);
+    // every handshake that hung was given up, none left open
+    expect(attempts).toBeGreaterThanOrEqual(2);
+    await eventually(() => held.size === 0, 'the bridge closed every connection to the black hole', 5000);
+    await eventually(() => server.calls.size === 0, 'call removed');
+  }, 30_000);
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { ItemTruncateEvent, RealtimeClientEvent, SessionUpdateEvent } from '../../src/realtime/events.js';
 import { SessionHarness, STREAM_SID, defaultAgentConfig } from '../support/session-harness.js';
 import type { TwilioOutbound } from '../../src/twilio/messages.js';
+import { DOWNSAMPLER_DELAY_SAMPLES_8K } from '../../src/audio/resampler.js';
 
 const SILENCE_20MS_MULAW = Buffer.alloc(160, 0xff).toString('base64');
 
@@ -135,8 +136,8 @@ describe('outbound audio', () => {
     h.audioDone('resp_1', 'item_a');
     const tail = h.toTwilio(beforeDone);
     expect(types(tail)).toEqual(['media', 'mark']);
-    // the 2.5 ms still inside the anti-aliasing filter
-    expect(mediaBytes(tail)).toEqual([20]);
+    // the samples still inside the anti-aliasing filter
+    expect(mediaBytes(tail)).toEqual([DOWNSAMPLER_DELAY_SAMPLES_8K]);
     for (const m of h.toTwilio()) expect(m.streamSid).toBe(STREAM_SID);
   });
 
@@ -448,8 +449,11 @@ describe('interruption details', () => {
   it('never truncates past the audio the model produced', () => {
     const h = SessionHarness.answering();
     h.delta('resp_1', 'item_a', 100);
-    h.audioDone('resp_1', 'item_a'); // 102.5 ms sent: the filter's last 2.5 ms were drained
-    h.advance(101);
+    h.audioDone('resp_1', 'item_a'); // 100 ms and the filter's drained tail were sent
+    // Heard into the tail but short of its end (by more than the 1 ms an item counts as heard by).
+    const tailMs = DOWNSAMPLER_DELAY_SAMPLES_8K / 8;
+    expect(tailMs).toBeGreaterThan(4 / 3);
+    h.advance(100 + tailMs / 4);
     const before = h.mark();
     h.speechStarted();
     expect(truncates(h.toRealtime(before))).toEqual([
@@ -474,7 +478,7 @@ describe('interruption details', () => {
       .toTwilio(before)
       .flatMap((m) => (m.event === 'media' ? [Buffer.from(m.media.payload, 'base64').length] : []))
       .reduce((a, b) => a + b, 0);
-    expect(bytes).toBe(100 * 8 + 20); // the new answer and its drained filter tail, nothing older
+    expect(bytes).toBe(100 * 8 + DOWNSAMPLER_DELAY_SAMPLES_8K); // the new answer and its drained filter tail, nothing older
   });
 
   it('flushes an item’s tail when its response ends without output_audio.done', () => {
@@ -505,11 +509,13 @@ describe('interruption details', () => {
     h.fullResponse('resp_1', 'item_a', 2000);
     h.advance(450);
     const out = h.speechStarted();
+    // the answer and the filter's drained tail, in whole ms
+    const SENT_MS = Math.floor(2000 + DOWNSAMPLER_DELAY_SAMPLES_8K / 8);
     expect(out.find((a) => a.kind === 'metric')).toEqual({ kind: 'metric', event: { name: 'interruption', truncatedMs: 450, cancelSent: false } });
     const line = out.find((a) => a.kind === 'log' && a.msg === 'interruption');
     expect(line).toMatchObject({
       level: 'info',
-      fields: { responseId: null, cancelSent: false, heardMs: 450, sentMs: 2002, truncated: [{ itemId: 'item_a', audioEndMs: 450, sentMs: 2002 }], deleted: [] },
+      fields: { responseId: null, cancelSent: false, heardMs: 450, sentMs: SENT_MS, truncated: [{ itemId: 'item_a', audioEndMs: 450, sentMs: SENT_MS }], deleted: [] },
     });
   });
 });
@@ -686,7 +692,7 @@ describe('upstream faults', () => {
       for (const a of last) if (a.kind === 'connect-upstream') delays.push(a.delayMs);
     }
     expect(delays).toEqual([250, 500, 1000, 2000, 4000]);
-    expect(kinds(last)).toEqual(['hangup-call', 'end-call']);
+    expect(kinds(last).filter((k) => k !== 'clear-timer')).toEqual(['close-upstream', 'hangup-call', 'end-call']);
     expect(last.find((a) => a.kind === 'end-call')).toEqual({ kind: 'end-call', reason: 'upstream-failed', closeCode: 1011 });
   });
 

@@ -65,8 +65,9 @@ function concatBuffers(parts: readonly Uint8Array[]): Buffer {
   return Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.length)));
 }
 
-/** flush() drains the downsampler's filter delay: 60 zeros at 24 kHz, i.e. 20 extra samples at 8 kHz. */
+/** flush() drains the downsampler's filter delay: this many zeros at 24 kHz, a third as many samples at 8 kHz. */
 const DRAIN_24K_SAMPLES = DOWNSAMPLER_DELAY_SAMPLES_8K * 3;
+const DRAIN_8K = DOWNSAMPLER_DELAY_SAMPLES_8K;
 
 /**
  * What OutboundTranscoder emits, as one mu-law byte stream, for one item ended by flush(): the
@@ -225,9 +226,9 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
     const pcm = randomPcm(4800, 5);
     const expected = referenceOutboundItem(new Downsampler3x(), pcm);
     const pieces = runOutbound(new OutboundTranscoder(), pcm16LeBytes(pcm), [pcm.length * 2]);
-    // 4800 samples -> 1600 at 8 kHz at once; the drain adds the 20-byte filter tail.
-    expect(expected.length).toBe(1600 + 20);
-    expect(pieces.map((f) => f.length)).toEqual([1600, 20]);
+    // 4800 samples -> 1600 at 8 kHz at once; the drain adds the filter's delay as a tail.
+    expect(expected.length).toBe(1600 + DRAIN_8K);
+    expect(pieces.map((f) => f.length)).toEqual([1600, DRAIN_8K]);
     expect(concatBuffers(pieces)).toEqual(Buffer.from(expected));
   });
 
@@ -238,8 +239,8 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
     const reference = new Downsampler3x();
     const expectedA = referenceOutboundItem(reference, a);
     const expectedB = referenceOutboundItem(reference, b);
-    // ceil(1000 / 3) = 334 + 20 = 354; ceil(2000 / 3) = 667 + 20 = 687.
-    expect([expectedA.length, expectedB.length]).toEqual([354, 687]);
+    // ceil(1000 / 3) = 334 and ceil(2000 / 3) = 667, each with its drained tail.
+    expect([expectedA.length, expectedB.length]).toEqual([334 + DRAIN_8K, 667 + DRAIN_8K]);
     // B alone through a fresh transcoder is what B must give after A.
     expect(Buffer.from(expectedB)).toEqual(Buffer.from(referenceOutboundItem(new Downsampler3x(), b)));
 
@@ -247,8 +248,8 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
     const piecesA = runOutbound(transcoder, pcm16LeBytes(a), [777, 1223]);
     const piecesB = runOutbound(transcoder, pcm16LeBytes(b), [4000]);
     // 777 bytes = 388 samples (+1 odd byte) -> 130 at 8 kHz; the rest -> 204; then the tail.
-    expect(piecesA.map((f) => f.length)).toEqual([130, 204, 20]);
-    expect(piecesB.map((f) => f.length)).toEqual([667, 20]);
+    expect(piecesA.map((f) => f.length)).toEqual([130, 204, DRAIN_8K]);
+    expect(piecesB.map((f) => f.length)).toEqual([667, DRAIN_8K]);
     expect(concatBuffers(piecesA)).toEqual(Buffer.from(expectedA));
     expect(concatBuffers(piecesB)).toEqual(Buffer.from(expectedB));
   });
@@ -261,7 +262,7 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
     const piecesA = runOutbound(transcoder, pcm16LeBytes(a), [a.length * 2]);
     const piecesB = runOutbound(transcoder, pcm16LeBytes(b), [b.length * 2]);
 
-    // Each item: 4800 samples -> 1600 at 8 kHz, then the 20-sample drained tail.
+    // Each item: 4800 samples -> 1600 at 8 kHz, then the drained tail.
     const lengths = [1600, DOWNSAMPLER_DELAY_SAMPLES_8K];
     expect(piecesA.map((f) => f.length)).toEqual(lengths);
     expect(piecesB.map((f) => f.length)).toEqual(lengths);
@@ -269,11 +270,11 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
     // Item B is silence from its very first byte: A's last 2.5 ms did not stay in the filter.
     expect(piecesB.every((f) => f.every((byte) => byte === MULAW_SILENCE))).toBe(true);
 
-    // A's tail carries A's energy: these are A's last 2.5 ms. Drained output n is centred on input
-    // 3 * (n - 20), i.e. 4740..4797, all at least 2.5 samples inside A (which ends at 4799.5). A
-    // 4 kHz low-pass step response that far past the edge is within ~0.95..1.09 of the level
+    // A's tail carries A's energy: these are A's last DRAIN_8K samples. Drained output n is centred
+    // on input 3 * (n - DRAIN_8K), so every one of them lies at least 2.5 input samples inside A. A
+    // 4 kHz low-pass step response that far from the edge is within ~0.95..1.09 of the level
     // (Gibbs), so with mu-law steps every drained sample is within 15 % of A's level. The first is
-    // centred 60 samples before A's end: its whole 121-tap window is inside A, so it is exact.
+    // centred a whole filter half-length before A's end: its window is inside A, so it is exact.
     const steady = decodeMulaw(mulawOf(Int16Array.of(level)))[0]!;
     const tailA = decodeMulaw(piecesA[piecesA.length - 1]!);
     expect(tailA[0]).toBe(steady);
@@ -285,8 +286,8 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
   it('gives identical output for random byte-level chunking, including odd byte counts', () => {
     const bytes = pcm16LeBytes(randomPcm(24_000 + 77, 6));
     const whole = concatBuffers(runOutbound(new OutboundTranscoder(), bytes, [bytes.length]));
-    // 24077 samples -> ceil(24077 / 3) = 8026 at 8 kHz, + 20 drained = 8046.
-    expect(whole.length).toBe(8046);
+    // 24077 samples -> ceil(24077 / 3) = 8026 at 8 kHz, and the drained tail.
+    expect(whole.length).toBe(8026 + DRAIN_8K);
     for (const seed of [7, 8, 9]) {
       // Max chunk 9000 bytes is larger than the initial scratch, so growth happens mid-stream.
       const sizes = randomChunkSizes(bytes.length, seed, 9000);
@@ -308,8 +309,8 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
     transcoder.push(item.toString('base64'));
     transcoder.push(Buffer.of(0x7f).toString('base64')); // half a sample, never completed
     transcoder.flush();
-    // 300 samples -> 100 at 8 kHz, + 20 drained = 120 bytes; the half sample adds nothing.
-    expect(transcoder.pendingBytes).toBe(120);
+    // 300 samples -> 100 at 8 kHz, and the drained tail; the half sample adds nothing.
+    expect(transcoder.pendingBytes).toBe(100 + DRAIN_8K);
     expect(Buffer.from(transcoder.take(), 'base64')).toEqual(Buffer.from(referenceOutboundItem(new Downsampler3x(), randomPcm(300, 11))));
 
     // After the flush, a constant 20000 must come out as a constant 20000, not byte-shifted noise.
@@ -323,8 +324,8 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
     const noise = pcm16LeBytes(randomPcm(1001, 12));
     const item = pcm16LeBytes(randomPcm(2400, 13));
     const fresh = runOutbound(new OutboundTranscoder(), item, [item.length]);
-    // 2400 samples -> 800 at 8 kHz, + 20 drained.
-    expect(fresh.map((f) => f.length)).toEqual([800, 20]);
+    // 2400 samples -> 800 at 8 kHz, and the drained tail.
+    expect(fresh.map((f) => f.length)).toEqual([800, DRAIN_8K]);
 
     // 2001 bytes -> 1000 samples (+ 1 odd byte) -> 334 at 8 kHz pending, none taken.
     // The next item follows reset() directly (no flush, which would reset the filter itself).
@@ -336,7 +337,7 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
     expect(runOutbound(transcoder, item, [item.length])).toEqual(fresh);
 
     // flush after reset: the pending bytes are gone and the drain runs through a clean filter,
-    // so all that comes out is 20 samples of silence (the noise's history would not be silent).
+    // so all that comes out is the tail's length of silence (the noise's history would not be silent).
     const flushed = new OutboundTranscoder();
     flushed.push(noise.subarray(0, 2001).toString('base64'));
     flushed.take(100);
@@ -353,7 +354,7 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
     const bytes = pcm16LeBytes(quantizeInt16(renderTones(tones, RATE_24K_HZ, samples24k)));
     const frames = runOutbound(new OutboundTranscoder(), bytes, Array(samples24k / 480).fill(960));
     const out = decodeMulaw(concatBuffers(frames));
-    // 15360 samples -> 5120 at 8 kHz, + 20 drained. The SNR window 400..4496 is steady state.
+    // 15360 samples -> 5120 at 8 kHz, and the drained tail. The SNR window 400..4496 is steady state.
     const steadyEnd = samples24k / 3;
     expect(out.length).toBe(steadyEnd + DOWNSAMPLER_DELAY_SAMPLES_8K);
     expect(400 + 4096).toBeLessThanOrEqual(steadyEnd);
