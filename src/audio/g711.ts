@@ -117,10 +117,16 @@ export function mulawDecode(src: Uint8Array, dst: Int16Array, length: number = s
   for (let i = 0; i < length; i++) dst[i] = MULAW_DECODE_TABLE[src[i]!]!;
 }
 
-/** Encodes `length` int16 samples from `src` into mu-law bytes in `dst` (both from index 0). */
-export function mulawEncode(src: Int16Array, dst: Uint8Array, length: number = src.length): void {
-  checkLength(length, src.length, dst.length);
-  for (let i = 0; i < length; i++) dst[i] = MULAW_ENCODE_TABLE[src[i]! & 0xffff]!;
+/**
+ * Encodes `length` int16 samples from `src` (from index 0) into mu-law bytes in `dst` from
+ * `dstOffset`, so a caller appending to a buffer needs no view object per call.
+ */
+export function mulawEncode(src: Int16Array, dst: Uint8Array, length: number = src.length, dstOffset = 0): void {
+  if (!Number.isInteger(dstOffset) || dstOffset < 0 || dstOffset > dst.length) {
+    throw new RangeError(`g711: dstOffset ${dstOffset} out of range (dst ${dst.length})`);
+  }
+  checkLength(length, src.length, dst.length - dstOffset);
+  for (let i = 0; i < length; i++) dst[dstOffset + i] = MULAW_ENCODE_TABLE[src[i]! & 0xffff]!;
 }
 
 /** Decodes `length` A-law bytes from `src` into `dst` (both starting at index 0). */

@@ -134,7 +134,7 @@ export class OutboundTranscoder {
   }
 
   /**
-   * End of an item's audio: drains the filter delay (the item's last 2.5 ms would otherwise open
+   * End of an item's audio: drains the filter delay (the item's last 1.75 ms would otherwise open
    * the next item) into the pending output. The next item starts from a clean filter.
    * A dangling odd byte is dropped: it can never complete within this item, and carrying it into
    * the next item would shift every following sample by one byte, turning it into noise.
@@ -156,7 +156,7 @@ export class OutboundTranscoder {
   private downsampleAndEncode(pcm24k: Int16Array, sampleCount: number): void {
     const outSamples = this.downsampler.process(pcm24k, sampleCount, this.pcm8k);
     this.ensurePendingRoom(outSamples);
-    mulawEncode(this.pcm8k, this.pending.subarray(this.pendingEnd), outSamples);
+    mulawEncode(this.pcm8k, this.pending, outSamples, this.pendingEnd);
     this.pendingEnd += outSamples;
   }
 

@@ -143,6 +143,13 @@ describe('g711 mu-law', () => {
     expect(() => mulawDecode(new Uint8Array(4), new Int16Array(3))).toThrow(RangeError);
     expect(() => mulawEncode(new Int16Array(2), new Uint8Array(2), 3)).toThrow(RangeError);
     expect(() => mulawEncode(new Int16Array(2), new Uint8Array(2), -1)).toThrow(RangeError);
+
+    // appending at an offset writes only there, and never past the end
+    const appended = new Uint8Array(5).fill(0x55);
+    mulawEncode(Int16Array.of(0, 0), appended, 2, 2);
+    expect(Array.from(appended)).toEqual([0x55, 0x55, 0xff, 0xff, 0x55]);
+    expect(() => mulawEncode(new Int16Array(2), new Uint8Array(3), 2, 2)).toThrow(RangeError);
+    expect(() => mulawEncode(new Int16Array(2), new Uint8Array(3), 1, -1)).toThrow(RangeError);
   });
 });
 

@@ -3,11 +3,13 @@ import { describe, expect, it } from 'vitest';
 import {
   DOWNSAMPLER_DELAY_SAMPLES_8K,
   Downsampler3x,
+  RESAMPLER_DESIGN,
   UPSAMPLER_DELAY_SAMPLES_24K,
   Upsampler3x,
 } from '../../src/audio/resampler.js';
 import {
   ALIAS_PROBE_FREQUENCIES_HZ,
+  IMAGING_FLOOR_HZ,
   INBOUND_MAX_IMAGING_DB,
   INBOUND_MIN_SNR_DB,
   NAIVE_DECIMATOR_DELAY_SAMPLES_8K,
@@ -17,9 +19,15 @@ import {
   OUTBOUND_MAX_ALIAS_DB,
   OUTBOUND_MIN_SNR_WITH_MULAW_DB,
   type Resampler,
+  RATE_24K_HZ,
+  TELEPHONE_BAND_HIGH_HZ,
+  TELEPHONE_BAND_LOW_HZ,
+  bandPower,
   measureAliasDb,
   measureDownsampler,
   measureUpsampler,
+  powerRatioDb,
+  powerSpectrum,
   quantizeInt16,
   randomChunkSizes,
   renderTones,
@@ -57,6 +65,92 @@ function chunked(resampler: Resampler, input: Int16Array, capacity: number, seed
   return output.slice(0, written);
 }
 
+
+/** Full-scale noise that includes both int16 extremes, so nothing relies on headroom. */
+function fullScaleNoise(length: number, seed: number): Int16Array {
+  const noise = whiteNoise(length, seed, 32_767);
+  noise[10] = -32_768;
+  noise[11] = 32_767;
+  noise[length - 7] = -32_768;
+  return noise;
+}
+
+/** Full-scale square wave: band-limiting makes it ring past full scale (Gibbs). */
+function fullScaleSquareWave(length: number, halfPeriod: number): Int16Array {
+  return Int16Array.from({ length }, (_, i) => (Math.floor(i / halfPeriod) % 2 === 0 ? 32_767 : -32_768));
+}
+
+function largestJump(signal: Int16Array): number {
+  let largest = 0;
+  for (let i = 1; i < signal.length; i++) largest = Math.max(largest, Math.abs(signal[i]! - signal[i - 1]!));
+  return largest;
+}
+
+/**
+ * The prototype re-derived from RESAMPLER_DESIGN, independently of src/audio/resampler.ts: a
+ * Kaiser-windowed sinc, evaluated below in float64 direct form, with no folding or SIMD.
+ */
+function referencePrototype(): Float64Array {
+  const { prototypeTaps, prototypeRateHz, cutoffHz, kaiserBeta } = RESAMPLER_DESIGN;
+  const besselI0 = (x: number): number => {
+    let sum = 1;
+    let term = 1;
+    for (let k = 1; k < 200; k++) {
+      term *= (x / 2 / k) ** 2;
+      sum += term;
+    }
+    return sum;
+  };
+  const centre = (prototypeTaps - 1) / 2;
+  const fc = cutoffHz / prototypeRateHz;
+  return Float64Array.from({ length: prototypeTaps }, (_, j) => {
+    const offset = j - centre;
+    const sinc = offset === 0 ? 2 * fc : offset % 3 === 0 ? 0 : Math.sin(2 * Math.PI * fc * offset) / (Math.PI * offset);
+    return (sinc * besselI0(kaiserBeta * Math.sqrt(1 - (offset / centre) ** 2))) / besselI0(kaiserBeta);
+  });
+}
+
+/** Output 3i + p = sum_t h[3t + p] x[i - t], each phase scaled to unit DC gain. */
+function referenceUpsample(input: Int16Array): Float64Array {
+  const h = referencePrototype();
+  const output = new Float64Array(input.length * 3);
+  for (let phase = 0; phase < 3; phase++) {
+    let gain = 0;
+    for (let j = phase; j < h.length; j += 3) gain += h[j]!;
+    for (let i = 0; i < input.length; i++) {
+      let acc = 0;
+      for (let j = phase, t = 0; j < h.length && i - t >= 0; j += 3, t++) acc += h[j]! * input[i - t]!;
+      output[3 * i + phase] = acc / gain;
+    }
+  }
+  return output;
+}
+
+/** Output n = sum_j g[j] x[3n - j], unit DC gain. */
+function referenceDownsample(input: Int16Array): Float64Array {
+  const g = referencePrototype();
+  const gain = g.reduce((a, b) => a + b, 0);
+  const output = new Float64Array(Math.ceil(input.length / 3));
+  for (let n = 0; n < output.length; n++) {
+    let acc = 0;
+    for (let j = 0; j < g.length && 3 * n - j >= 0; j++) acc += g[j]! * input[3 * n - j]!;
+    output[n] = acc / gain;
+  }
+  return output;
+}
+
+/** Largest |ours - reference| and how many outputs differ from the rounded reference at all. */
+function compareToReference(ours: Int16Array, reference: Float64Array): { maxError: number; mismatches: number } {
+  let maxError = 0;
+  let mismatches = 0;
+  for (let i = 0; i < reference.length; i++) {
+    const expected = Math.max(-32_768, Math.min(32_767, reference[i]!));
+    maxError = Math.max(maxError, Math.abs(ours[i]! - expected));
+    if (ours[i] !== Math.round(expected)) mismatches++;
+  }
+  return { maxError, mismatches };
+}
+
 describe('Upsampler3x (8 kHz -> 24 kHz)', () => {
   it('writes exactly three samples per input sample', () => {
     const upsampler = new Upsampler3x();
@@ -79,6 +173,50 @@ describe('Upsampler3x (8 kHz -> 24 kHz)', () => {
         expect.fail(`sample ${n}: ${output[3 * (n + delayIn8k)]} !== ${input[n]}`);
       }
     }
+  });
+
+  it('passes full-scale samples (both int16 extremes) through phase 0 exactly, in any chunking', () => {
+    const input = fullScaleNoise(3000, 31);
+    const delayIn8k = UPSAMPLER_DELAY_SAMPLES_24K / 3;
+    for (const output of [
+      oneShot(new Upsampler3x(), input, input.length * 3),
+      chunked(new Upsampler3x(), input, input.length * 3, 32),
+    ]) {
+      for (let n = 0; n < delayIn8k; n++) expect(output[3 * n]).toBe(0);
+      for (let n = 0; n + delayIn8k < input.length; n++) {
+        if (output[3 * (n + delayIn8k)] !== input[n]) {
+          expect.fail(`sample ${n}: ${output[3 * (n + delayIn8k)]} !== ${input[n]}`);
+        }
+      }
+    }
+  });
+
+  it('computes the designed filter: within 0.5 of a float64 direct-form evaluation, across passes', () => {
+    // Longer than one kernel pass (1024 inputs), so the history hand-over between passes counts too.
+    const input = whiteNoise(3000, 41, 30_000);
+    const ours = oneShot(new Upsampler3x(), input, input.length * 3);
+    const { maxError, mismatches } = compareToReference(ours, referenceUpsample(input));
+    // Float32 arithmetic may only tip values within a few thousandths of a rounding boundary.
+    expect(maxError).toBeLessThanOrEqual(0.51);
+    expect(mismatches).toBeLessThan(input.length * 3 * 0.005);
+  });
+
+  it(`keeps the images of every single in-band tone (${TELEPHONE_BAND_LOW_HZ}–${TELEPHONE_BAND_HIGH_HZ} Hz, 100 Hz grid) <= ${INBOUND_MAX_IMAGING_DB} dB`, () => {
+    // A tone at the band edge puts its image right at the stopband edge; the multitone dilutes that.
+    const fftSize = 8192;
+    const start = 3 * 256;
+    const inputLength = Math.ceil((start + fftSize) / 3) + 16;
+    let worst = Number.NEGATIVE_INFINITY;
+    for (let hz = TELEPHONE_BAND_LOW_HZ; hz <= TELEPHONE_BAND_HIGH_HZ; hz += 100) {
+      const input = quantizeInt16(renderTones([{ frequencyHz: hz, amplitude: 10_000, phaseRad: 0.7 }], RATE_8K_HZ, inputLength));
+      const spectrum = powerSpectrum(oneShot(new Upsampler3x(), input, inputLength * 3), start, fftSize);
+      const imagingDb = powerRatioDb(
+        bandPower(spectrum, RATE_24K_HZ, IMAGING_FLOOR_HZ, RATE_24K_HZ / 2),
+        bandPower(spectrum, RATE_24K_HZ, TELEPHONE_BAND_LOW_HZ, TELEPHONE_BAND_HIGH_HZ),
+      );
+      worst = Math.max(worst, imagingDb);
+    }
+    expect(worst).toBeLessThanOrEqual(INBOUND_MAX_IMAGING_DB);
   });
 
   it('has exactly unit gain at DC on every output phase', () => {
@@ -142,13 +280,11 @@ describe('Upsampler3x (8 kHz -> 24 kHz)', () => {
 
   it('clamps overshoot to int16 instead of wrapping', () => {
     // A full-scale square wave rings above full scale after band-limiting.
-    const input = Int16Array.from({ length: 800 }, (_, i) => (Math.floor(i / 8) % 2 === 0 ? 32767 : -32768));
+    const input = fullScaleSquareWave(800, 8);
     const output = oneShot(new Upsampler3x(), input, 2400);
     expect(Math.max(...output)).toBe(32767);
     expect(Math.min(...output)).toBe(-32768);
-    let largestJump = 0;
-    for (let i = 1; i < output.length; i++) largestJump = Math.max(largestJump, Math.abs(output[i]! - output[i - 1]!));
-    expect(largestJump).toBeLessThan(40_000);
+    expect(largestJump(output)).toBeLessThan(40_000);
   });
 });
 
@@ -190,6 +326,48 @@ describe('Downsampler3x (24 kHz -> 8 kHz)', () => {
 
   it.each(ALIAS_PROBE_FREQUENCIES_HZ)(`attenuates a %d Hz input tone by >= ${-OUTBOUND_MAX_ALIAS_DB} dB`, (toneHz) => {
     expect(measureAliasDb(new Downsampler3x(), toneHz)).toBeLessThanOrEqual(OUTBOUND_MAX_ALIAS_DB);
+  });
+
+  it('computes the designed filter: within 0.5 of a float64 direct-form evaluation, across passes', () => {
+    // Longer than one kernel pass (1024 inputs) and not a multiple of 3.
+    const input = whiteNoise(9001, 42, 30_000);
+    const ours = oneShot(new Downsampler3x(), input, Math.ceil(input.length / 3));
+    const reference = referenceDownsample(input);
+    expect(ours.length).toBe(reference.length);
+    const { maxError, mismatches } = compareToReference(ours, reference);
+    expect(maxError).toBeLessThanOrEqual(0.51);
+    expect(mismatches).toBeLessThan(reference.length * 0.005);
+  });
+
+  it(`attenuates every tone from 4.6 to 12 kHz (100 Hz grid) by >= ${-OUTBOUND_MAX_ALIAS_DB} dB, not only the probes`, () => {
+    // The probes could sit on a stopband null; the grid cannot all do so.
+    const downsampler = new Downsampler3x();
+    let worst = { toneHz: 0, aliasDb: Number.NEGATIVE_INFINITY };
+    for (let toneHz = 4_600; toneHz < RATE_24K_HZ / 2; toneHz += 100) {
+      const aliasDb = measureAliasDb(downsampler, toneHz);
+      if (aliasDb > worst.aliasDb) worst = { toneHz, aliasDb };
+    }
+    expect(worst.aliasDb, `worst at ${worst.toneHz} Hz`).toBeLessThanOrEqual(OUTBOUND_MAX_ALIAS_DB);
+  });
+
+  it('clamps overshoot to int16 instead of wrapping', () => {
+    // 500 Hz full-scale square wave at 24 kHz: the decimated, band-limited edges ring past full scale.
+    const input = fullScaleSquareWave(2400, 24);
+    const output = oneShot(new Downsampler3x(), input, 800);
+    const reference = referenceDownsample(input);
+    expect(Math.max(...reference)).toBeGreaterThan(33_000);
+    expect(Math.min(...reference)).toBeLessThan(-33_000);
+    expect(Math.max(...output)).toBe(32767);
+    expect(Math.min(...output)).toBe(-32768);
+    // A wrapped sample would be ~65536 off the (clamped) reference.
+    expect(compareToReference(output, reference).maxError).toBeLessThanOrEqual(0.51);
+  });
+
+  it('passes full-scale noise in random chunks bit-identically to one shot', () => {
+    const input = fullScaleNoise(6001, 43);
+    const capacity = Math.ceil(input.length / 3);
+    const whole = oneShot(new Downsampler3x(), input, capacity);
+    expect(chunked(new Downsampler3x(), input, capacity, 44)).toEqual(whole);
   });
 
   it.each([6_000, 9_000])('the measurement has teeth: plain decimation folds %d Hz into the band', (toneHz) => {

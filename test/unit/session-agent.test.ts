@@ -415,7 +415,7 @@ describe('idle', () => {
     const h = configured(idleAgent());
     speak(h, 'resp_g', 'item_g', 1000);
     h.responseDone('resp_g');
-    // the audio ends 2.5 ms after 1000 ms (the resampler's tail), the reminder 8 s later
+    // the audio ends a couple of ms after 1000 ms (the resampler's tail), the reminder 8 s later
     h.advance(1000 + 7990);
     expect(h.creates().map((c) => c.purpose)).toEqual(['greeting']);
     h.advance(20);

@@ -267,7 +267,7 @@ describe('OutboundTranscoder (Realtime -> Twilio)', () => {
     expect(piecesA.map((f) => f.length)).toEqual(lengths);
     expect(piecesB.map((f) => f.length)).toEqual(lengths);
 
-    // Item B is silence from its very first byte: A's last 2.5 ms did not stay in the filter.
+    // Item B is silence from its very first byte: A's last samples did not stay in the filter.
     expect(piecesB.every((f) => f.every((byte) => byte === MULAW_SILENCE))).toBe(true);
 
     // A's tail carries A's energy: these are A's last DRAIN_8K samples. Drained output n is centred
