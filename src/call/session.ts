@@ -77,7 +77,12 @@ export type SessionInput =
   /** an http tool the session asked to run (run-tool) finished */
   | { kind: 'tool-result'; callId: string; outcome: ToolOutcome }
   /** the REST redirect of a transfer (transfer-call) was accepted or failed */
-  | { kind: 'transfer-result'; ok: boolean; detail: string };
+  | { kind: 'transfer-result'; ok: boolean; detail: string }
+  /**
+   * A check of the accepted `start` that the shell ran alongside the upstream connect (the call's
+   * Twilio status, the cluster's one-stream memory) says no: the call ends as unauthorised.
+   */
+  | { kind: 'start-refused'; reason: string };
 
 /** The session's timers, run by the shell: one of each at most. */
 export type TimerName = 'keypad' | 'idle' | 'control' | 'hold' | 'connect-deadline' | 'farewell';
@@ -332,6 +337,11 @@ export class CallSession {
         break;
       case 'transfer-result':
         this.onTransferResult(input.ok, input.detail, out);
+        break;
+      case 'start-refused':
+        // Ended as an unauthorised start is: close code 1008; the shell closes the upstream that
+        // was opened meanwhile. Never a REST hang-up: the real call may be live elsewhere.
+        this.end('unauthorized', out, { authReason: input.reason, refusedAfterStart: true });
         break;
       default:
         assertNever(input);
@@ -1128,11 +1138,17 @@ export class CallSession {
     this.arbiter.release('keypad');
     this.keypadCount += 1;
     const text = notes.keypadEntry(digits);
-    out.push({
-      kind: 'send-realtime',
-      event: { type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text }] } },
-    });
     this.appendTranscript({ role: 'user', itemId: `keypad_${this.keypadCount}`, text });
+    if (this.upstream === 'open') {
+      out.push({
+        kind: 'send-realtime',
+        event: { type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text }] } },
+      });
+    } else {
+      // No session to tell now (connecting, or reconnecting after a loss): the next one is
+      // seeded with the transcript, which holds the entry.
+      this.reseedPending = true;
+    }
     this.keypadEntries.push({ atMs: nowMs, digits });
     if (this.keypadEntries.length > MAX_KEYPAD_ENTRIES) this.keypadEntries.shift();
     log(out, 'info', 'keypad entry', { digits, ended });

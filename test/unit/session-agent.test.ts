@@ -330,6 +330,24 @@ describe('transfer_call', () => {
 });
 
 describe('keypad', () => {
+  it('an entry made while the upstream reconnects is not lost: the new session learns it, then answers it', () => {
+    const h = configured(agent({ greeting: null }));
+    h.feed({ kind: 'upstream-closed', code: 1006, reason: 'dropped' });
+    const lost = h.mark();
+    h.dtmf('7');
+    h.dtmf('#');
+    // nothing can be sent now: the bridge would drop it
+    expect(h.toRealtime(lost)).toEqual([]);
+    h.feed({ kind: 'upstream-open' });
+    const sent = h.toRealtime(lost);
+    expect(sent.filter((e) => e.type === 'conversation.item.create')).toContainEqual({
+      type: 'conversation.item.create',
+      item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Keypad entry: 7' }] },
+    });
+    h.sessionUpdated();
+    expect(h.creates(lost).map((c) => c.purpose)).toEqual(['answer']);
+  });
+
   it('digits until the terminator become one user message, answered under the turn rules', () => {
     const h = configured(agent({ greeting: null }));
     h.dtmf('1');
