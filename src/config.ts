@@ -70,6 +70,12 @@ export type RealtimeBackend = 'openai' | 'local';
 
 export interface AppConfig {
   port: number;
+  /**
+   * METRICS_PORT: where GET /metrics is served, bound to HOST like PORT but never on the public
+   * port (which answers 404 for it). 0: an ephemeral port (tests). With WORKERS > 1 the primary
+   * listens here.
+   */
+  metricsPort: number;
   /** `local`: the embedded echo model on loopback (the default without an API key) */
   realtimeBackend: RealtimeBackend;
   host: string;
@@ -478,6 +484,28 @@ export function parseWorkers(raw: string | undefined, problems: string[], cores:
   return n;
 }
 
+export const DEFAULT_METRICS_PORT = 9464;
+
+/**
+ * METRICS_PORT: unset or '' → 9464 (the port Prometheus exporters customarily take); else an
+ * integer 1-65535, or 0 for an ephemeral port (tests). It must differ from PORT, else the
+ * metrics would be on the public port after all; two ephemeral ports (both 0) do differ.
+ */
+export function parseMetricsPort(raw: string | undefined, port: number | null, problems: string[]): number {
+  const v = nonEmpty(raw);
+  if (v === null) {
+    if (port === DEFAULT_METRICS_PORT) problems.push(`PORT is ${port}, the default METRICS_PORT: set METRICS_PORT to another port`);
+    return DEFAULT_METRICS_PORT;
+  }
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isInteger(n) || n > 65535) {
+    problems.push(`METRICS_PORT must be an integer 1-65535 (or 0 for an ephemeral port), got "${v}"`);
+    return DEFAULT_METRICS_PORT;
+  }
+  if (port !== null && n !== 0 && n === port) problems.push(`METRICS_PORT must differ from PORT (both are ${n}): metrics are not served on the public port`);
+  return n;
+}
+
 /**
  * `configPath`, when given, wins over CONFIG_FILE, which wins over config/default.json.
  * Problems in the file are reported prefixed with its path.
@@ -508,7 +536,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath?: st
   const problems: string[] = [];
 
   const port = env['PORT'] === undefined || env['PORT'] === '' ? 5050 : Number(env['PORT']);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) problems.push(`PORT must be an integer 0-65535, got "${env['PORT']}"`);
+  const portOk = Number.isInteger(port) && port >= 0 && port <= 65535;
+  if (!portOk) problems.push(`PORT must be an integer 0-65535, got "${env['PORT']}"`);
+  const metricsPort = parseMetricsPort(env['METRICS_PORT'], portOk ? port : null, problems);
 
   const realtimeUrl = nonEmpty(env['OPENAI_REALTIME_URL']) ?? `wss://api.openai.com/v1/realtime?model=${encodeURIComponent(parsed.model)}`;
   if (!isUrl(realtimeUrl, ['ws:', 'wss:'])) problems.push(`OPENAI_REALTIME_URL must be a ws:// or wss:// URL, got "${realtimeUrl}"`);
@@ -587,6 +617,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath?: st
 
   return {
     port,
+    metricsPort,
     realtimeBackend: backendRaw === 'local' ? 'local' : 'openai',
     host: nonEmpty(env['HOST']) ?? '0.0.0.0',
     openaiApiKey,

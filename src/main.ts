@@ -9,6 +9,7 @@ import { ConfigError, loadConfig } from './config.js';
 import type { AppConfig } from './config.js';
 import { createLogger } from './observability/logger.js';
 import type { Logger } from './observability/logger.js';
+import { serveMetrics } from './observability/metrics-server.js';
 import { startLocalRealtimeServer } from './realtime/local/server.js';
 import type { LocalRealtimeServer } from './realtime/local/server.js';
 import { buildServer } from './server.js';
@@ -69,6 +70,10 @@ async function runSingle(config: AppConfig): Promise<void> {
     ...recorderOption(config, logger),
   });
   logSecurityWarnings(config, logger);
+  // Before the public port: by the time calls can arrive they can be watched, and a taken
+  // METRICS_PORT stops the start-up instead of leaving the service unobserved. It stays open
+  // through the drain, which is worth watching too.
+  await serveMetrics({ exposition: server.metrics, host: config.host, port: config.metricsPort, logger });
   await server.app.listen({ port: config.port, host: config.host });
   const shutdown = shutdownOf(server, config, logger, async () => backend.local?.close());
   let signalled = false;
@@ -93,7 +98,7 @@ async function runClusterPrimary(config: AppConfig): Promise<void> {
   if (config.recordCallsDir !== null) logger.info({ dir: config.recordCallsDir }, 'RECORD_CALLS: capturing every call for replay');
   logSecurityWarnings(config, logger);
   const { runPrimary } = await import('./cluster/primary.js');
-  runPrimary({
+  await runPrimary({
     config,
     logger,
     localRealtimeUrl: backend.local === null ? null : backend.url,
@@ -103,7 +108,8 @@ async function runClusterPrimary(config: AppConfig): Promise<void> {
 
 /**
  * WORKERS > 1, a worker: the ordinary server with its share of MAX_CALLS, on the primary's local
- * model if it runs one, its /metrics the cluster's. It drains when the primary says so.
+ * model if it runs one, consulting the primary's one-stream memory. It serves no metrics (the
+ * primary does, on METRICS_PORT) and drains when the primary says so.
  */
 async function runWorker(config: AppConfig, link: WorkerLink): Promise<void> {
   const logger = createLogger(config.logLevel, undefined, { role: 'worker', worker: link.id, pid: process.pid });
@@ -120,7 +126,7 @@ async function runWorker(config: AppConfig, link: WorkerLink): Promise<void> {
     logger,
     realtimeUrl,
     processMetrics: true,
-    metricsExposition: link.exposition,
+    sharedStreamClaims: link.streamClaims,
     ...recorderOption(config, logger),
   });
   link.serveMetrics(server.metrics);

@@ -1,6 +1,7 @@
 /**
- * The Fastify app: routes, plugins and admission (signatures, limits, draining). Call behaviour
- * lives in src/call/.
+ * The Fastify app of the public port: routes, plugins and admission (signatures, call tokens,
+ * the one-stream memory, limits, draining). Call behaviour lives in src/call/. Metrics are not
+ * served here but on METRICS_PORT (src/observability/metrics-server.ts, started by main.ts).
  */
 import Fastify, { LogController } from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
@@ -14,9 +15,13 @@ import type { RecorderFactory } from './call/recorder.js';
 import type { EndReason, ResumeContext, StartAuthorization, TranscriptEntry } from './call/session.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
-import type { CallOutcome, MetricsExposition } from './observability/metrics.js';
+import type { CallOutcome, RejectReason } from './observability/metrics.js';
 import { CALL_TOKEN_PARAMETER, CALL_TOKEN_TTL_MS, callTokenSecretFrom, createCallToken, verifyCallToken } from './twilio/call-token.js';
 import { createTwilioClient, hangUpCall, transferCall } from './twilio/rest.js';
+import type { TwilioClient } from './twilio/rest.js';
+import { StreamClaims, streamClaimsCapacity, streamClaimsWindowMs } from './twilio/stream-claims.js';
+import { START_VERIFICATION_TIMEOUT_MS, callStatusCheck, clusterClaimCheck, createStartVerifier } from './twilio/start-verification.js';
+import type { SharedStreamClaims, StartCheck, StartVerifier } from './twilio/start-verification.js';
 import type { FormParams } from './twilio/signature.js';
 import { formParamsFrom, verifyStreamSignature, verifyWebhookSignature, webhookUrl } from './twilio/signature.js';
 import { busyTwiml, connectStreamTwiml, dialTwiml, hangupTwiml, streamUrlFrom } from './twilio/twiml.js';
@@ -55,13 +60,13 @@ export interface ServerOptions {
   recorderFactory?: RecorderFactory;
   /** Register Node's default process metrics (event-loop lag, memory); off in tests. */
   processMetrics?: boolean;
-  /** Clock for call tokens (ms since the epoch); tests move it to expire tokens. */
+  /** Clock for call tokens and the one-stream memory (ms since the epoch); tests move it to expire them. */
   wallClock?: () => number;
   /**
-   * What GET /metrics serves; defaults to this server's own metrics. A cluster worker passes the
-   * cluster-wide exposition its primary gathers (WORKERS > 1).
+   * WORKERS > 1: the primary's cluster-wide one-stream memory. Asked after this process's own
+   * memory accepted a start, alongside the upstream connect (no added latency).
    */
-  metricsExposition?: MetricsExposition;
+  sharedStreamClaims?: SharedStreamClaims;
 }
 
 export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Logger>;
@@ -111,7 +116,14 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
   });
   const metrics = new Metrics({ collectDefault: options.processMetrics ?? false });
   const calls = new Set<CallBridge>();
+  // Clock-independent: one live stream per CallSid whatever the wall clock does. The one-stream
+  // memory below says the same for the whole window, but a clock stepped forward could expire it.
   const liveCallSids = new Set<string>();
+  // Every CallSid that opened a stream here, for a call token's lifetime plus the longest call:
+  // a replayed signed webhook gets a fresh token, so only this (and the REST check) stops its
+  // stream. Per process; with WORKERS > 1 the primary keeps the cluster's (sharedStreamClaims).
+  const claimsWindowMs = streamClaimsWindowMs(CALL_TOKEN_TTL_MS, config.maxCallDurationMs);
+  const streamClaims = new StreamClaims({ windowMs: claimsWindowMs, maxEntries: streamClaimsCapacity(config.maxCalls, claimsWindowMs) });
   // Calls the webhook handed a <Stream> whose stream has not started here yet (callSid → wall-clock
   // ms). They count against MAX_CALLS and hold a drain open: the caller is already connected and
   // the stream is on its way. Twilio opens the stream within a second or two; one that has not
@@ -134,6 +146,7 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
 
   const security = securityFrom(config);
   const rest = restControlFrom(config, security);
+  const verifyStart = startVerifierFrom(config, options.sharedStreamClaims, metrics);
   const handoffs = new Map<string, Handoff>();
   const keepHandoff = (callSid: string, handoff: Handoff): void => {
     const now = wallClock();
@@ -155,17 +168,6 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
   app.get('/readyz', async (_request, reply) =>
     draining ? reply.code(503).send({ status: 'draining', calls: startedCalls }) : { status: 'ready', calls: startedCalls },
   );
-  const exposition = options.metricsExposition ?? metrics;
-  app.get('/metrics', async (_request, reply) => {
-    let text: string;
-    try {
-      text = await exposition.render();
-    } catch (err) {
-      logger.warn({ err: (err as Error).message }, 'metrics unavailable');
-      return reply.code(503).send({ error: 'metrics unavailable' });
-    }
-    return reply.type(exposition.contentType).send(text);
-  });
 
   /**
    * The form of a Twilio callback, or null after answering 403: with a token, only a body signed
@@ -192,6 +194,12 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
     if (draining || committed >= config.maxCalls) {
       metrics.rejectedConnection(draining ? 'draining' : 'busy');
       logger.warn({ callSid, liveCalls: startedCalls, answeredNotStarted: answeredNotStarted.size, maxCalls: config.maxCalls, draining }, 'incoming call refused: line busy');
+      return reply.type('text/xml').send(busyTwiml());
+    }
+    // Its stream would be refused (the memory refuses rather than forgets): a busy signal is kinder.
+    if (!streamClaims.hasRoom(wallClock())) {
+      metrics.rejectedConnection('busy');
+      logger.error({ callSid, remembered: streamClaims.size, windowMs: claimsWindowMs }, 'incoming call refused: the one-stream memory is full');
       return reply.type('text/xml').send(busyTwiml());
     }
     const streamUrl = security?.streamUrl ?? streamUrlFromHost(request, config, logger);
@@ -270,8 +278,9 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
   };
 
   // One per connection, so the admission counts follow each connection from pending to started
-  // to ended without counting any step twice.
-  const observerFor = (): CallObserver => {
+  // to ended without counting any step twice. `refusal`: why its start was refused, when the
+  // one-stream memory said so (a bad token is the default).
+  const observerFor = (refusal: () => RejectReason | null): CallObserver => {
     let state: 'pending' | 'started' | 'ended' = 'pending';
     pendingStreams += 1;
     return {
@@ -288,7 +297,7 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
         else pendingStreams -= 1;
         state = 'ended';
         if (started) metrics.callEnded(OUTCOME_BY_REASON[reason]);
-        else metrics.rejectedConnection(reason === 'unauthorized' ? 'bad-token' : 'protocol');
+        else metrics.rejectedConnection(reason === 'unauthorized' ? (refusal() ?? 'bad-token') : 'protocol');
       },
       metric: recordMetric,
     };
@@ -308,13 +317,26 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
 
   app.get('/media-stream', { websocket: true, preValidation: refuseUpgrade }, (socket, request) => {
     let claimed: string | null = null;
+    let refusal: RejectReason | null = null;
+    // Synchronous, in the session's `start`: a refusal here means nothing went upstream.
     const authorizeStart = (start: { callSid: string; customParameters: Record<string, string> }, _nowMs: number): StartAuthorization => {
+      const now = wallClock();
       if (security !== null) {
-        const token = verifyCallToken(security.tokenSecret, start.customParameters[CALL_TOKEN_PARAMETER], start.callSid, wallClock());
+        const token = verifyCallToken(security.tokenSecret, start.customParameters[CALL_TOKEN_PARAMETER], start.callSid, now);
         if (!token.ok) return { ok: false, reason: `call token ${token.reason}` };
       }
       // Twilio allows one stream per call: a second one for a live CallSid is a replay.
-      if (liveCallSids.has(start.callSid)) return { ok: false, reason: 'a stream for this CallSid is already live' };
+      if (liveCallSids.has(start.callSid)) {
+        refusal = 'replayed';
+        return { ok: false, reason: 'a stream for this CallSid is already live' };
+      }
+      // ...and one per call ever (but for a caller back from a failed transfer): a CallSid whose
+      // stream has ended is a replay too, with a fresh token from a replayed webhook.
+      const claim = streamClaims.claim(start.callSid, isResume(start.customParameters), now);
+      if (!claim.ok) {
+        refusal = claim.refusal === 'full' ? 'busy' : 'replayed';
+        return { ok: false, reason: claim.reason };
+      }
       liveCallSids.add(start.callSid);
       answeredNotStarted.delete(start.callSid);
       claimed = start.callSid;
@@ -329,10 +351,13 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
       connectionId: nextConnectionId++,
       authorizeStart,
       maxCallDurationMs: config.maxCallDurationMs,
-      observer: observerFor(),
+      observer: observerFor(() => refusal),
       toolsSecret: config.toolsSecret,
       resumeFor,
       fallbackAudio,
+      ...(verifyStart === null
+        ? {}
+        : { verifyStart: (start: { callSid: string; customParameters: Record<string, string> }, log: Logger) => verifyStart({ callSid: start.callSid, resume: isResume(start.customParameters) }, log) }),
       ...(rest === null ? {} : { hangUpCall: rest.hangUp, transferCall: rest.transfer }),
       ...(options.recorderFactory === undefined ? {} : { recorderFactory: options.recorderFactory }),
     });
@@ -343,8 +368,11 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
       // A transferred call may come back (target busy, no answer): keep what was said for it.
       const session = bridge.session;
       const target = session.transferTarget;
-      if (claimed !== null && session.endReason === 'transferred' && target !== null) {
-        keepHandoff(claimed, { target, transcript: [...session.transcript], from: bridge.parties.from, to: bridge.parties.to, atMs: wallClock() });
+      if (claimed !== null && session.endReason === 'transferred') {
+        // The caller comes back on one new stream if the target does not answer.
+        streamClaims.allowResume(claimed, wallClock());
+        options.sharedStreamClaims?.allowResume(claimed);
+        if (target !== null) keepHandoff(claimed, { target, transcript: [...session.transcript], from: bridge.parties.from, to: bridge.parties.to, atMs: wallClock() });
       }
     });
   });
@@ -423,6 +451,36 @@ function securityFrom(config: AppConfig): Security | null {
     transferStatusUrl: webhookUrl(config.publicUrl, TRANSFER_STATUS_PATH),
     streamUrl: streamUrlFrom(config.publicUrl),
   };
+}
+
+/** A stream that says it brings the caller back from a transfer (set by POST /transfer-status). */
+function isResume(customParameters: Record<string, string>): boolean {
+  return customParameters[RESUME_PARAMETER] === 'transfer-failed';
+}
+
+/**
+ * The round-trip checks of a started call, run alongside the upstream connect: the call's status
+ * over Twilio REST (with credentials), the cluster's one-stream memory (WORKERS > 1). Null when
+ * there is neither.
+ */
+function startVerifierFrom(config: AppConfig, shared: SharedStreamClaims | undefined, metrics: Metrics): StartVerifier | null {
+  const checks: StartCheck[] = [];
+  const client = statusClientFrom(config);
+  if (client !== null) checks.push(callStatusCheck(client));
+  if (shared !== undefined) checks.push(clusterClaimCheck(shared));
+  if (checks.length === 0) return null;
+  return createStartVerifier(checks, { timeoutMs: START_VERIFICATION_TIMEOUT_MS, record: (check, outcome) => metrics.startVerification(check, outcome) });
+}
+
+/** Its own client, whose requests give up at the verification's deadline instead of the SDK's 30 s. */
+function statusClientFrom(config: AppConfig): TwilioClient | null {
+  if (config.twilioAuthToken === null || config.twilioAccountSid === null) return null;
+  return createTwilioClient({
+    accountSid: config.twilioAccountSid,
+    authToken: config.twilioAuthToken,
+    apiBaseUrl: config.twilioApiBaseUrl,
+    requestTimeoutMs: START_VERIFICATION_TIMEOUT_MS,
+  });
 }
 
 interface RestControl {

@@ -53,6 +53,12 @@ export interface BridgeOptions {
   /** capture this call's traffic (RECORD_CALLS, in-process replay) */
   recorderFactory?: RecorderFactory;
   authorizeStart?: SessionDeps['authorizeStart'];
+  /**
+   * Checks of an accepted `start` that need a round trip (the call's Twilio status, the cluster's
+   * one-stream memory). Started when the call starts and run while the upstream connects, so they
+   * add no latency; a refusal ends the call as unauthorised (`start-refused`). `log` carries callSid.
+   */
+  verifyStart?: (start: { callSid: string; customParameters: Record<string, string> }, log: Logger) => Promise<{ ok: true } | { ok: false; reason: string }>;
   /** ends the phone call through Twilio's REST API; absent without Twilio credentials */
   hangUpCall?: (callSid: string) => Promise<unknown>;
   /** redirects the live call to a transfer target (REST `<Dial>`); absent without Twilio credentials */
@@ -241,6 +247,7 @@ export class CallBridge {
       case 'call-started':
         this.partiesValue = { from: action.customParameters['from'] ?? null, to: action.customParameters['to'] ?? null };
         this.onCallStarted(action.callSid, action.streamSid);
+        this.verifyStart(action.callSid, action.customParameters);
         return;
       case 'connect-upstream':
         this.scheduleUpstream(action.attempt, action.delayMs);
@@ -353,6 +360,18 @@ export class CallBridge {
         this.feed({ kind: 'deadline' });
       }, maxMs);
     }
+  }
+
+  /** The session goes on meanwhile: the connect-upstream action follows in this same batch. */
+  private verifyStart(callSid: string, customParameters: Record<string, string>): void {
+    const verify = this.options.verifyStart;
+    if (verify === undefined) return;
+    verify({ callSid, customParameters }, this.log).then(
+      (verdict) => {
+        if (!verdict.ok && !this.ending) this.feed({ kind: 'start-refused', reason: verdict.reason });
+      },
+      (err: unknown) => this.guard('start verification', () => this.log.warn({ err: (err as Error).message }, 'start verification failed; the call goes on')),
+    );
   }
 
   private scheduleUpstream(attempt: number, delayMs: number): void {

@@ -1,19 +1,23 @@
 /**
  * The primary of a multi-process service (WORKERS > 1). It serves no calls: it forks the workers
  * (node:cluster, which shares the listening port among them), replaces a worker that dies, stops
- * replacing them when they crash-loop, relays SIGTERM/SIGINT as a coordinated drain, and gathers
- * every worker's metrics for the worker that got a scrape.
+ * replacing them when they crash-loop, relays SIGTERM/SIGINT as a coordinated drain, serves
+ * METRICS_PORT with every worker's figures gathered and summed, and keeps the cluster-wide
+ * one-stream memory the workers consult for each started call.
  *
  * Its log lines carry `role: "primary"`; each worker's carry `role: "worker"` and `worker: <id>`.
  */
 import cluster from 'node:cluster';
 import type { Worker } from 'node:cluster';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry, prometheusContentType } from 'prom-client';
 import type { AppConfig } from '../config.js';
 import { ClusterMetrics } from '../observability/cluster-metrics.js';
 import type { Logger } from '../observability/logger.js';
+import { serveMetrics } from '../observability/metrics-server.js';
 import { sharedProcessRegistry, snapshotOf } from '../observability/metrics.js';
 import type { MetricsSnapshot } from '../observability/metrics.js';
+import { CALL_TOKEN_TTL_MS } from '../twilio/call-token.js';
+import { StreamClaims, streamClaimsCapacity, streamClaimsWindowMs } from '../twilio/stream-claims.js';
 import { isOurs, WORKER_COUNT_ENV, WORKER_REALTIME_URL_ENV } from './protocol.js';
 import type { PrimaryMessage, WorkerMessage } from './protocol.js';
 
@@ -71,13 +75,20 @@ export class CrashLoopDetector {
   }
 }
 
-/** Forks the workers and supervises them until the service has shut down; then exits the process. */
-export function runPrimary(options: PrimaryOptions): void {
+/**
+ * Listens on METRICS_PORT (rejecting if it cannot), then forks the workers and supervises them
+ * until the service has shut down; then exits the process.
+ */
+export async function runPrimary(options: PrimaryOptions): Promise<void> {
   const { config, logger } = options;
   const count = config.workers;
   const workers = new Map<number, WorkerState>();
   const crashes = new CrashLoopDetector();
   const clusterMetrics = new ClusterMetrics();
+  // The cluster's one-stream memory: a worker's own memory only knows the streams it served, and
+  // node:cluster hands a replayed stream to whichever worker is next. Sized for the whole service.
+  const claimsWindowMs = streamClaimsWindowMs(CALL_TOKEN_TTL_MS, config.maxCallDurationMs);
+  const streamClaims = new StreamClaims({ windowMs: claimsWindowMs, maxEntries: streamClaimsCapacity(config.maxCalls, claimsWindowMs) });
 
   // The primary's own figures: its process metrics (memory and CPU add up to the service's) and
   // the workers' supervision.
@@ -161,14 +172,18 @@ export function runPrimary(options: PrimaryOptions): void {
       case 'callbridge:metrics-snapshot':
         onSnapshot(state, message.id, message.snapshot, message.error);
         return;
-      case 'callbridge:metrics-request':
-        gatherMetrics().then(
-          (text) => send(state, { type: 'callbridge:metrics-text', id: message.id, text }),
-          (err: unknown) => {
-            logger.warn({ err: (err as Error).message }, 'gathering the cluster metrics failed');
-            send(state, { type: 'callbridge:metrics-text', id: message.id, error: (err as Error).message });
-          },
-        );
+      case 'callbridge:stream-claim': {
+        const claim = streamClaims.claim(message.callSid, message.resume, Date.now());
+        if (!claim.ok) {
+          logger.warn({ callSid: message.callSid, worker: state.worker.id, workerPid: state.pid, reason: claim.reason }, 'stream refused cluster-wide');
+          send(state, { type: 'callbridge:stream-claim-result', id: message.id, ok: false, reason: `${claim.reason}, seen by another worker` });
+          return;
+        }
+        send(state, { type: 'callbridge:stream-claim-result', id: message.id, ok: true });
+        return;
+      }
+      case 'callbridge:stream-resumable':
+        streamClaims.allowResume(message.callSid, Date.now());
         return;
     }
   };
@@ -199,8 +214,7 @@ export function runPrimary(options: PrimaryOptions): void {
       send(state, { type: 'callbridge:metrics-collect', id });
       if (!state.worker.isConnected()) collecting.get(key)?.(false);
     });
-  // Scrapes that arrive together share one gathering: /metrics is on the public port, and each
-  // gathering asks every worker.
+  // Scrapes that arrive together share one gathering: each gathering asks every worker.
   let gathering: Promise<string> | null = null;
   const gatherMetrics = (): Promise<string> => {
     if (gathering === null) {
@@ -312,6 +326,9 @@ export function runPrimary(options: PrimaryOptions): void {
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
+
+  // Before any worker: a service whose metrics port is taken fails to start rather than run blind.
+  await serveMetrics({ exposition: { contentType: prometheusContentType, render: gatherMetrics }, host: config.host, port: config.metricsPort, logger });
 
   // Structured clone on the IPC channel, not JSON: metric values may be NaN or ±Inf (a gauge with
   // no samples yet), which JSON would turn into null and the sums into 0.

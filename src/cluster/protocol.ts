@@ -19,8 +19,8 @@ export type PrimaryMessage =
   | { type: 'callbridge:end-now'; signal: string }
   /** Send this worker's metrics snapshot, tagged `id`. */
   | { type: 'callbridge:metrics-collect'; id: number }
-  /** The cluster-wide exposition this worker asked for with `id`. */
-  | { type: 'callbridge:metrics-text'; id: number; text?: string; error?: string };
+  /** The answer to the worker's stream claim `id`: ok, or why the CallSid is refused. */
+  | { type: 'callbridge:stream-claim-result'; id: number; ok: boolean; reason?: string };
 
 export type WorkerMessage =
   /** The worker listens and takes stop requests; `addresses` as Fastify would log them. */
@@ -28,8 +28,13 @@ export type WorkerMessage =
   /** The worker began draining on a signal of its own (not one relayed by the primary). */
   | { type: 'callbridge:draining'; signal: string }
   | { type: 'callbridge:metrics-snapshot'; id: number; snapshot?: MetricsSnapshot; error?: string }
-  /** A scrape reached this worker: gather every worker's figures and send back the text. */
-  | { type: 'callbridge:metrics-request'; id: number };
+  /**
+   * A stream for `callSid` started on this worker (its own memory took it): may it, cluster-wide?
+   * `resume`: it says it brings the caller back from a transfer.
+   */
+  | { type: 'callbridge:stream-claim'; id: number; callSid: string; resume: boolean }
+  /** The call's stream ended in a transfer: one resumed stream may follow, on any worker. */
+  | { type: 'callbridge:stream-resumable'; callSid: string };
 
 /** Messages of ours, told apart from anything else on the channel (prom-client's, a user's). */
 export function isOurs<T extends { type: string }>(message: unknown): message is T {

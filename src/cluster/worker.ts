@@ -1,6 +1,8 @@
 /**
- * A worker's side of the cluster (WORKERS > 1): stop requests, metrics, and telling the primary
- * it is ready. The worker otherwise runs the ordinary server (src/main.ts).
+ * A worker's side of the cluster (WORKERS > 1): stop requests, metrics, the cluster-wide
+ * one-stream memory, and telling the primary it is ready. The worker otherwise runs the ordinary
+ * server (src/main.ts). It serves no metrics itself: the primary gathers every worker's figures
+ * and serves them on METRICS_PORT.
  *
  * Signals. A terminal's Ctrl-C (and systemd's stop, which signals the whole control group)
  * reaches the primary and every worker at once. If a worker treated its own signals as a single
@@ -11,13 +13,17 @@
  * (`kill <worker pid>`) drains and exits, and the primary starts a replacement.
  */
 import cluster from 'node:cluster';
-import { prometheusContentType } from 'prom-client';
-import type { Metrics, MetricsExposition } from '../observability/metrics.js';
+import type { Metrics } from '../observability/metrics.js';
+import { START_VERIFICATION_TIMEOUT_MS } from '../twilio/start-verification.js';
+import type { SharedStreamClaims } from '../twilio/start-verification.js';
 import { isOurs, WORKER_COUNT_ENV, WORKER_REALTIME_URL_ENV } from './protocol.js';
 import type { PrimaryMessage, WorkerMessage } from './protocol.js';
 
-/** How long a scrape waits for the primary's aggregated text before answering 503. */
-const METRICS_REQUEST_TIMEOUT_MS = 5000;
+/**
+ * How long a stream claim waits for the primary. The start verification gives up at the same
+ * deadline (and lets the call go on); this only frees the pending entry.
+ */
+const STREAM_CLAIM_TIMEOUT_MS = START_VERIFICATION_TIMEOUT_MS;
 
 export interface StopRequest {
   /** drain: as a single process's first signal; now: end the calls without waiting */
@@ -34,8 +40,8 @@ export interface WorkerLink {
   readonly count: number;
   /** the primary's embedded local model, when it runs one */
   readonly realtimeUrl: string | null;
-  /** the cluster-wide /metrics, gathered by the primary from every worker */
-  readonly exposition: MetricsExposition;
+  /** the primary's cluster-wide one-stream memory */
+  readonly streamClaims: SharedStreamClaims;
   /** Answer the primary's metrics collection with these figures. */
   serveMetrics(metrics: Metrics): void;
   /** Stop requests; any that came before (a signal during start-up) are delivered at once. */
@@ -61,7 +67,7 @@ export function connectToPrimary(env: NodeJS.ProcessEnv = process.env): WorkerLi
     if (!process.connected || process.send === undefined) return false;
     try {
       // With a callback, a failed send (the primary going away) is not an 'error' event that
-      // would crash the worker; a scrape waiting on it times out instead.
+      // would crash the worker; a stream claim waiting on it times out instead.
       process.send(message, undefined, undefined, () => undefined);
       return true;
     } catch {
@@ -81,8 +87,9 @@ export function connectToPrimary(env: NodeJS.ProcessEnv = process.env): WorkerLi
   }
 
   let metrics: Metrics | null = null;
-  let nextRequestId = 1;
-  const pendingTexts = new Map<number, { resolve: (text: string) => void; reject: (err: Error) => void; timer: NodeJS.Timeout }>();
+  let nextClaimId = 1;
+  type ClaimAnswer = { ok: true } | { ok: false; reason: string };
+  const pendingClaims = new Map<number, { resolve: (answer: ClaimAnswer) => void; reject: (err: Error) => void; timer: NodeJS.Timeout }>();
 
   process.on('message', (message: unknown) => {
     if (!isOurs<PrimaryMessage>(message)) return;
@@ -105,41 +112,43 @@ export function connectToPrimary(env: NodeJS.ProcessEnv = process.env): WorkerLi
         );
         return;
       }
-      case 'callbridge:metrics-text': {
-        const pending = pendingTexts.get(message.id);
-        if (pending === undefined) return;
-        pendingTexts.delete(message.id);
+      case 'callbridge:stream-claim-result': {
+        const pending = pendingClaims.get(message.id);
+        if (pending === undefined) return; // late: the verification went on without it
+        pendingClaims.delete(message.id);
         clearTimeout(pending.timer);
-        if (message.text !== undefined) pending.resolve(message.text);
-        else pending.reject(new Error(message.error ?? 'no metrics from the primary'));
+        pending.resolve(message.ok ? { ok: true } : { ok: false, reason: message.reason ?? 'refused by the primary' });
         return;
       }
     }
   });
 
-  const exposition: MetricsExposition = {
-    contentType: prometheusContentType,
-    render: () =>
-      new Promise<string>((resolve, reject) => {
-        const id = nextRequestId++;
+  // A rejection is "could not ask" (unverified: the call goes on), never a refusal.
+  const streamClaims: SharedStreamClaims = {
+    claim: (callSid, resume) =>
+      new Promise<ClaimAnswer>((resolve, reject) => {
+        const id = nextClaimId++;
         const timer = setTimeout(() => {
-          pendingTexts.delete(id);
-          reject(new Error(`the primary did not send the cluster metrics within ${METRICS_REQUEST_TIMEOUT_MS} ms`));
-        }, METRICS_REQUEST_TIMEOUT_MS);
-        pendingTexts.set(id, { resolve, reject, timer });
-        if (!send({ type: 'callbridge:metrics-request', id })) {
-          pendingTexts.delete(id);
+          pendingClaims.delete(id);
+          reject(new Error(`the primary did not answer the stream claim within ${STREAM_CLAIM_TIMEOUT_MS} ms`));
+        }, STREAM_CLAIM_TIMEOUT_MS);
+        pendingClaims.set(id, { resolve, reject, timer });
+        if (!send({ type: 'callbridge:stream-claim', id, callSid, resume })) {
+          pendingClaims.delete(id);
           clearTimeout(timer);
           reject(new Error('not connected to the primary'));
         }
       }),
+    allowResume: (callSid) => {
+      send({ type: 'callbridge:stream-resumable', callSid });
+    },
   };
 
   return {
     id: self.id,
     count,
     realtimeUrl: realtimeUrl === undefined || realtimeUrl === '' ? null : realtimeUrl,
-    exposition,
+    streamClaims,
     serveMetrics(m) {
       metrics = m;
     },

@@ -1,6 +1,6 @@
 /**
- * Prometheus metrics for GET /metrics. The bridge calls the typed recording methods; nothing
- * here knows about sockets or sessions.
+ * Prometheus metrics, served by GET /metrics on METRICS_PORT. The bridge calls the typed recording
+ * methods; nothing here knows about sockets or sessions.
  *
  * Every Metrics owns its registry: tests build many servers in one process, and metrics
  * registered on prom-client's global registry would collide (or silently add up) across them.
@@ -29,8 +29,20 @@ export type CallOutcome = (typeof CALL_OUTCOMES)[number];
 export const RECONNECT_OUTCOMES = ['ok', 'failed'] as const;
 export type ReconnectOutcome = (typeof RECONNECT_OUTCOMES)[number];
 
-export const REJECT_REASONS = ['bad-signature', 'bad-token', 'busy', 'draining', 'protocol'] as const;
+/** `replayed`: a stream for a CallSid that already had its stream (this process's one-stream memory). */
+export const REJECT_REASONS = ['bad-signature', 'bad-token', 'replayed', 'busy', 'draining', 'protocol'] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
+
+/**
+ * The round-trip checks of an accepted `start` (src/twilio/start-verification.ts) and how each can
+ * end: passed (named by what it found), refused (the call was ended), unverified (no answer in
+ * time, or an error: the call went on).
+ */
+export const START_VERIFICATION_OUTCOMES = {
+  'call-status': ['in-progress', 'refused', 'unverified'],
+  'cluster-claim': ['claimed', 'refused', 'unverified'],
+} as const;
+export type StartVerificationCheck = keyof typeof START_VERIFICATION_OUTCOMES;
 
 export interface InterruptionSample {
   /** audio the caller heard of the interrupted item; null when nothing was truncated */
@@ -41,9 +53,9 @@ export interface InterruptionSample {
 }
 
 /**
- * What GET /metrics serves: the text exposition and its content type. A Metrics is one (this
- * process's figures); with WORKERS > 1 a worker serves the cluster-wide one its primary gathers
- * (src/cluster/worker.ts). The route only needs this, so it can move to another listener as is.
+ * What GET /metrics on METRICS_PORT serves (src/observability/metrics-server.ts): the text
+ * exposition and its content type. A Metrics is one (this process's figures); with WORKERS > 1
+ * the primary serves the cluster-wide one it gathers from every worker (src/cluster/primary.ts).
  */
 export interface MetricsExposition {
   readonly contentType: string;
@@ -125,6 +137,7 @@ export class Metrics implements MetricsExposition {
   private readonly toolCalls: Counter<'kind' | 'outcome'>;
   private readonly toolDurationMs: Histogram<'kind'>;
   private readonly rejected: Counter<'reason'>;
+  private readonly startVerifications: Counter<'check' | 'outcome'>;
 
   constructor(options: MetricsOptions = {}) {
     // Without `registers`, prom-client adds every metric to its global registry as well.
@@ -192,11 +205,21 @@ export class Metrics implements MetricsExposition {
       registers,
     });
 
+    this.startVerifications = new Counter({
+      name: 'callbridge_start_verifications_total',
+      help: 'Checks of an accepted stream start run alongside the upstream connect, by check (call-status: Twilio REST; cluster-claim: the primary\'s one-stream memory, WORKERS > 1) and outcome (in-progress / claimed: passed; refused: the call was ended; unverified: timeout or error, the call went on).',
+      labelNames: ['check', 'outcome'],
+      registers,
+    });
+
     // Known label values start at 0 so the first occurrence is an increase rate() can see.
     for (const outcome of CALL_OUTCOMES) this.calls.inc({ outcome }, 0);
     for (const cancelSent of ['true', 'false']) this.interruptions.inc({ cancel_sent: cancelSent }, 0);
     for (const outcome of RECONNECT_OUTCOMES) this.reconnects.inc({ outcome }, 0);
     for (const reason of REJECT_REASONS) this.rejected.inc({ reason }, 0);
+    for (const [check, outcomes] of Object.entries(START_VERIFICATION_OUTCOMES)) {
+      for (const outcome of outcomes) this.startVerifications.inc({ check, outcome }, 0);
+    }
 
     if (options.collectDefault === true) {
       this.eventLoop = this.startEventLoopHistogram(registers);
@@ -247,6 +270,12 @@ export class Metrics implements MetricsExposition {
 
   rejectedConnection(reason: RejectReason): void {
     this.rejected.inc({ reason });
+  }
+
+  /** `outcome`: one of START_VERIFICATION_OUTCOMES[check]; anything else is a wiring bug and is dropped. */
+  startVerification(check: StartVerificationCheck, outcome: string): void {
+    if (!(START_VERIFICATION_OUTCOMES[check] as readonly string[]).includes(outcome)) return;
+    this.startVerifications.inc({ check, outcome });
   }
 
   /** The Prometheus text exposition; serve it with `contentType`. */

@@ -1,7 +1,8 @@
 /**
  * The few Twilio REST operations callbridge performs, over the official `twilio` client:
- * pointing a number's voice webhook at us (`npm run twilio:configure`), ending a call and
- * transferring one (new TwiML for the live call).
+ * pointing a number's voice webhook at us (`npm run twilio:configure`), ending a call,
+ * transferring one (new TwiML for the live call) and reading a call's status (is a stream's call
+ * really in progress?).
  *
  * Failures come back as one of two error classes so callers can tell "you asked for something
  * malformed" (TwilioInputError, raised before any request is made) from "Twilio said no or could
@@ -223,6 +224,36 @@ export async function transferCall(client: TwilioClient, callSid: string, twiml:
 }
 
 /**
+ * What Twilio says of a call: its status (`queued`, `ringing`, `in-progress`, `canceled`,
+ * `completed`, `busy`, `failed`, `no-answer`), or that the account has no such call (404 / 20404).
+ * The status is passed on as Twilio wrote it: an undocumented value is still a definite answer,
+ * and deciding what it means is the caller's business.
+ */
+export type CallStatusResult = { kind: 'found'; status: string } | { kind: 'not-found' };
+
+/**
+ * Reads a call's status. Same conventions as hangUpCall: a malformed SID is a TwilioInputError
+ * (no request), 404 / 20404 is an answer (`not-found`), anything else that goes wrong (other HTTP
+ * errors, network, timeout) is a TwilioApiError.
+ */
+export async function callStatus(client: TwilioClient, callSid: string): Promise<CallStatusResult> {
+  if (!CALL_SID.test(callSid)) throw new TwilioInputError(`not a Twilio call SID (CA + 32 hex digits): "${callSid}"`);
+  const operation = `read the status of call ${callSid} on Twilio account ${client.accountSid}`;
+  let status: unknown;
+  try {
+    // The SDK types `status` as its enum; at run time it is whatever Twilio sent.
+    ({ status } = await client.calls(callSid).fetch());
+  } catch (err) {
+    const failure = restFailure(err);
+    if (failure !== null && (failure.status === 404 || failure.code === 20404)) return { kind: 'not-found' };
+    throw apiError(operation, err);
+  }
+  // A 2xx without a status says nothing about the call: not an answer to act on.
+  if (typeof status !== 'string' || status === '') throw new TwilioApiError(`${operation}: the answer carries no call status`, null, null);
+  return { kind: 'found', status };
+}
+
+/**
  * Sends every request to `base` instead of Twilio, keeping path and query.
  *
  * Why a custom httpClient rather than overwriting `client.api.baseUrl`: `httpClient` is the
@@ -235,8 +266,8 @@ export async function transferCall(client: TwilioClient, callSid: string, twiml:
 class RebasedRequestClient extends twilio.RequestClient {
   private readonly prefix: string;
 
-  constructor(base: URL) {
-    super();
+  constructor(base: URL, timeoutMs: number | undefined) {
+    super(timeoutMs === undefined ? {} : { timeout: timeoutMs });
     this.prefix = `${base.origin}${base.pathname.replace(/\/+$/, '')}`;
   }
 
@@ -251,12 +282,20 @@ export interface TwilioCredentials {
   authToken: string;
   /** Tests only: a local fake of the REST API (e.g. `http://127.0.0.1:PORT`) that gets every request. */
   apiBaseUrl?: string;
+  /**
+   * Per-request timeout (the SDK's default is 30 s). A lookup on a call's critical path sets it to
+   * its own deadline, so that a request given up on does not linger for half a minute.
+   */
+  requestTimeoutMs?: number;
 }
 
-export function createTwilioClient({ accountSid, authToken, apiBaseUrl }: TwilioCredentials): TwilioClient {
+export function createTwilioClient({ accountSid, authToken, apiBaseUrl, requestTimeoutMs }: TwilioCredentials): TwilioClient {
   // Checked here because the SDK's own message ("accountSid must start with AC") omits the value.
   if (!ACCOUNT_SID.test(accountSid)) throw new TwilioInputError(`TWILIO_ACCOUNT_SID must be an account SID (AC + 32 hex digits), got "${accountSid}"`);
   if (authToken === '') throw new TwilioInputError('TWILIO_AUTH_TOKEN is empty');
-  if (apiBaseUrl === undefined) return twilio(accountSid, authToken);
-  return twilio(accountSid, authToken, { httpClient: new RebasedRequestClient(parseHttpsUrl(apiBaseUrl, 'Twilio API base URL')) });
+  if (requestTimeoutMs !== undefined && !(Number.isInteger(requestTimeoutMs) && requestTimeoutMs > 0)) {
+    throw new TwilioInputError(`request timeout must be a positive number of ms, got ${requestTimeoutMs}`);
+  }
+  if (apiBaseUrl === undefined) return twilio(accountSid, authToken, requestTimeoutMs === undefined ? {} : { timeout: requestTimeoutMs });
+  return twilio(accountSid, authToken, { httpClient: new RebasedRequestClient(parseHttpsUrl(apiBaseUrl, 'Twilio API base URL'), requestTimeoutMs) });
 }

@@ -1,15 +1,17 @@
 /**
  * WORKERS > 1, for real: `node --import tsx src/main.ts` as a primary with forked workers sharing
  * one random port, real calls over real sockets, real signals. What is checked: calls spread over
- * the workers, /metrics is the cluster's whichever worker answers, a killed worker is replaced,
- * a crash loop stops the primary, SIGTERM and Ctrl-C drain every worker once, and the primary
- * exits 0 once they have all exited cleanly.
+ * the workers, the primary serves the cluster's summed /metrics on METRICS_PORT (the public port
+ * answers 404), a killed worker is replaced, a crash loop stops the primary, SIGTERM and Ctrl-C
+ * drain every worker once, the primary exits 0 once they have all exited cleanly, and a replayed
+ * stream is refused whichever worker it reaches.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import http from 'node:http';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
+import twilio from 'twilio';
 import { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
 import { eventually } from '../support/call-rig.js';
 
@@ -20,6 +22,8 @@ interface Main {
   lines: Line[];
   stderr: string[];
   port: Promise<number>;
+  /** from the "metrics listening at" line (METRICS_PORT=0: an ephemeral port) */
+  metricsPort: Promise<number>;
   exited: Promise<number | null>;
   /** whether the process was started in its own process group (signal it as a terminal would) */
   group: boolean;
@@ -44,7 +48,8 @@ afterEach(async () => {
 function startMain(env: NodeJS.ProcessEnv, options: { group?: boolean; onLine?: (line: Line) => void } = {}): Main {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OPENAI_') && k !== 'REALTIME_BACKEND' && k !== 'WORKERS'));
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { ...clean, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    // An ephemeral metrics port: the default 9464 would collide between test files run in parallel.
+    env: { ...clean, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', METRICS_PORT: '0', ...env },
     cwd: process.cwd(),
     detached: options.group === true,
   });
@@ -52,6 +57,10 @@ function startMain(env: NodeJS.ProcessEnv, options: { group?: boolean; onLine?: 
   const stderr: string[] = [];
   createInterface({ input: proc.stderr }).on('line', (line) => stderr.push(line));
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  let onMetricsPort: (port: number) => void = () => undefined;
+  const metricsPort = new Promise<number>((resolve) => {
+    onMetricsPort = resolve;
+  });
   const port = new Promise<number>((resolve, reject) => {
     createInterface({ input: proc.stdout }).on('line', (text) => {
       let line: Line;
@@ -66,20 +75,23 @@ function startMain(env: NodeJS.ProcessEnv, options: { group?: boolean; onLine?: 
       // What scripts/bench-load.ts and test/integration/main.test.ts read the port from.
       const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(String(line['msg']));
       if (m?.[1] !== undefined) resolve(Number(m[1]));
+      const metrics = /^metrics listening at http:\/\/127\.0\.0\.1:(\d+)$/.exec(String(line['msg']));
+      if (metrics?.[1] !== undefined) onMetricsPort(Number(metrics[1]));
     });
     void exited.then((code) => reject(new Error(`main exited early with ${code}; stderr: ${stderr.join('\n')}`)));
   });
   port.catch(() => undefined);
-  const main = { proc, lines, stderr, port, exited, group: options.group === true };
+  const main = { proc, lines, stderr, port, metricsPort, exited, group: options.group === true };
   running.push(main);
   return main;
 }
 
 /** One request on a connection of its own, so that node:cluster hands each to the next worker. */
-function get(port: number, path: string, init: { method?: string; body?: string } = {}): Promise<{ status: number; body: string }> {
+function get(port: number, path: string, init: { method?: string; body?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
+    const headers = { ...(init.body === undefined ? {} : { 'content-type': 'application/x-www-form-urlencoded' }), ...init.headers };
     const req = http.request(
-      { host: '127.0.0.1', port, path, method: init.method ?? 'GET', agent: false, headers: init.body === undefined ? {} : { 'content-type': 'application/x-www-form-urlencoded' } },
+      { host: '127.0.0.1', port, path, method: init.method ?? 'GET', agent: false, headers },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -99,9 +111,9 @@ function sampleOf(exposition: string, sample: string): number {
   return Number(m[1]);
 }
 
-function call(port: number): SimulatedCaller {
+function call(port: number, options: { callSid?: string; headers?: Record<string, string>; customParameters?: Record<string, string> } = {}): SimulatedCaller {
   // No speech: the caller streams silence until hung up; the echo agent greets it.
-  const caller = new SimulatedCaller({ url: `ws://127.0.0.1:${port}/media-stream` });
+  const caller = new SimulatedCaller({ url: `ws://127.0.0.1:${port}/media-stream`, ...options });
   callers.push(caller);
   return caller;
 }
@@ -124,6 +136,11 @@ describe('WORKERS > 1', () => {
   it('spreads calls over the workers, sums /metrics, replaces a killed worker, and drains on SIGTERM to exit 0', async () => {
     const main = startMain({ WORKERS: '2', DRAIN_TIMEOUT_S: '60', MAX_CALLS: '10' });
     const port = await main.port;
+    const metricsPort = await main.metricsPort;
+    // The primary serves the metrics, once, before any worker listens; the workers serve none.
+    const metricsListening = main.lines.filter((l) => String(l['msg']).startsWith('metrics listening at'));
+    expect(metricsListening).toEqual([expect.objectContaining({ role: 'primary', metricsPort })]);
+    expect(main.lines.findIndex((l) => l['msg'] === 'worker started')).toBeGreaterThan(main.lines.indexOf(metricsListening[0]!));
 
     // One announcement, by the primary, once both workers listen on the one shared port.
     const announced = main.lines.filter((l) => String(l['msg']).startsWith('Server listening at'));
@@ -149,14 +166,16 @@ describe('WORKERS > 1', () => {
     const servingPids = new Set(byMsg(main.lines, 'upstream open').map((l) => l['pid']));
     expect(servingPids).toEqual(new Set(workerPids.values()));
 
-    // Whichever worker answers the scrape, the figures are the cluster's.
-    for (let i = 0; i < 4; i++) {
-      const scrape = await get(port, '/metrics');
+    // The primary's METRICS_PORT: the cluster's figures, summed over the workers.
+    for (let i = 0; i < 2; i++) {
+      const scrape = await get(metricsPort, '/metrics');
       expect(scrape.status).toBe(200);
       expect(sampleOf(scrape.body, 'callbridge_active_calls')).toBe(4);
       expect(sampleOf(scrape.body, 'callbridge_workers')).toBe(2);
       expect(sampleOf(scrape.body, 'callbridge_worker_restarts_total')).toBe(0);
     }
+    // The public port, whichever worker answers: no metrics.
+    for (let i = 0; i < 2; i++) expect((await get(port, '/metrics')).status).toBe(404);
 
     // A worker killed outright: its calls are lost, the error is logged, a replacement starts.
     const [victimId, victimPid] = [...workerPids.entries()][0] ?? [0, 0];
@@ -176,7 +195,7 @@ describe('WORKERS > 1', () => {
     await eventually(() => main.lines.some((l) => ofWorker(replacementId)(l) && String(l['msg']).startsWith('worker listening at')), 'the replacement listens');
     await eventually(() => first.filter((c) => c.endReason !== undefined).length === victimCalls, "the dead worker's calls dropped");
 
-    let scrape = await get(port, '/metrics');
+    let scrape = await get(metricsPort, '/metrics');
     expect(sampleOf(scrape.body, 'callbridge_active_calls')).toBe(4 - victimCalls);
     expect(sampleOf(scrape.body, 'callbridge_workers')).toBe(2);
     expect(sampleOf(scrape.body, 'callbridge_worker_restarts_total')).toBe(1);
@@ -191,7 +210,7 @@ describe('WORKERS > 1', () => {
       await eventually(() => servingWorkers(main.lines).length > before, 'the new call reached the upstream');
     }
     expect(servingWorkers(main.lines)).toContain(Number(replacementId));
-    scrape = await get(port, '/metrics');
+    scrape = await get(metricsPort, '/metrics');
     expect(sampleOf(scrape.body, 'callbridge_active_calls')).toBe(4 - victimCalls + more.length);
 
     // SIGTERM to the primary: every worker drains once, exactly as a single process does.
@@ -277,13 +296,76 @@ describe('WORKERS > 1', () => {
     expect(String(fatal[0]?.['msg'])).toContain('crash-looping');
   });
 
+  it('a replayed stream is refused whichever worker it reaches: by that worker\'s memory, or by the primary\'s for the whole cluster', async () => {
+    const authToken = 'test-auth-token-0123456789abcdef';
+    const publicUrl = 'https://cb.example.test';
+    const callSid = 'CA0123456789abcdef0123456789abcdef';
+    const form = { CallSid: callSid, AccountSid: 'AC0123456789abcdef0123456789abcdef', From: '+15550001111', To: '+15552223333' };
+    const main = startMain({ WORKERS: '2', TWILIO_AUTH_TOKEN: authToken, PUBLIC_URL: publicUrl });
+    const port = await main.port;
+    const metricsPort = await main.metricsPort;
+    // The eavesdropper's copy of the real call: its signed webhook, and its stream handshake.
+    const webhookSignature = twilio.getExpectedTwilioSignature(authToken, `${publicUrl}/incoming-call`, form);
+    const streamHeaders = { 'x-twilio-signature': twilio.getExpectedTwilioSignature(authToken, 'wss://cb.example.test/media-stream', {}) };
+    const signedCall = async (): Promise<SimulatedCaller> => {
+      const answer = await get(port, '/incoming-call', { method: 'POST', body: new URLSearchParams(form).toString(), headers: { 'x-twilio-signature': webhookSignature } });
+      const token = /<Parameter name="callToken" value="([^"]+)"\/>/.exec(answer.body)?.[1];
+      expect(token).toBeDefined();
+      const caller = call(port, { callSid, headers: streamHeaders, customParameters: { callToken: token ?? '' } });
+      await caller.start();
+      return caller;
+    };
+
+    const real = await signedCall();
+    await eventually(() => servingWorkers(main.lines).length === 1, 'the real call reached the upstream');
+    const [servedBy] = servingWorkers(main.lines);
+    await real.hangUp();
+    await eventually(() => byMsg(main.lines, 'call ended', (l) => l['callSid'] === callSid).length === 1, 'the real call ended');
+
+    // node:cluster hands each new connection to the next worker: an extra request between
+    // attempts shifts which worker the replayed stream lands on, until both have had one.
+    const refusedOn = new Set<number>();
+    for (let attempt = 0; attempt < 6 && refusedOn.size < 2; attempt++) {
+      if (attempt % 2 === 1) await get(port, '/healthz');
+      const replayed = await signedCall();
+      await replayed.done;
+      expect(replayed.closeCode).toBe(1008);
+      // (A stream refused at `start` has no callSid on its lines yet: it never became a call.)
+      const refusals = (): Line[] => byMsg(main.lines, 'call ended', (l) => l['reason'] === 'unauthorized');
+      await eventually(() => refusals().length === attempt + 1, 'the replay ended');
+      refusedOn.add(Number(refusals().at(-1)?.['worker']));
+    }
+    expect(refusedOn).toEqual(new Set(startedWorkers(main.lines).keys()));
+    // On the worker that served the call, its own memory refused at `start`: nothing went upstream.
+    expect(byMsg(main.lines, 'stream rejected: start not authorised', ofWorker(servedBy))[0]).toMatchObject({ reason: 'this CallSid already had its stream (a replay)' });
+    // On the other, its memory had never seen the CallSid; the primary's had, and said so while the
+    // upstream connected, which was then closed.
+    const other = [...refusedOn].find((id) => id !== servedBy);
+    expect(byMsg(main.lines, 'call ended', (l) => ofWorker(other)(l) && l['callSid'] === callSid)[0]).toMatchObject({
+      authReason: 'cluster-claim: this CallSid already had its stream (a replay), seen by another worker',
+    });
+    expect(byMsg(main.lines, 'stream refused cluster-wide', primary).length).toBeGreaterThanOrEqual(1);
+    const scrape = await get(metricsPort, '/metrics');
+    expect(sampleOf(scrape.body, 'callbridge_start_verifications_total{check="cluster-claim",outcome="claimed"}')).toBe(1);
+    expect(sampleOf(scrape.body, 'callbridge_start_verifications_total{check="cluster-claim",outcome="refused"}')).toBeGreaterThanOrEqual(1);
+    expect(sampleOf(scrape.body, 'callbridge_rejected_connections_total{reason="replayed"}')).toBeGreaterThanOrEqual(1);
+    // Twice: a worker that answered a webhook whose stream went to the other would otherwise wait
+    // out ANSWERED_STREAM_WAIT_MS in its drain.
+    main.proc.kill('SIGTERM');
+    await eventually(() => byMsg(main.lines, 'draining before shutdown', primary).length === 1, 'draining');
+    main.proc.kill('SIGTERM');
+    expect(await main.exited).toBe(0);
+  });
+
   it('WORKERS=1 is the single process of old: no primary, no worker fields', async () => {
     const main = startMain({ WORKERS: '1' });
     const port = await main.port;
+    const metricsPort = await main.metricsPort;
     expect((await get(port, '/healthz')).status).toBe(200);
-    const scrape = await get(port, '/metrics');
+    const scrape = await get(metricsPort, '/metrics');
     expect(sampleOf(scrape.body, 'callbridge_active_calls')).toBe(0);
     expect(scrape.body).not.toContain('callbridge_workers');
+    expect((await get(port, '/metrics')).status).toBe(404);
     main.proc.kill('SIGTERM');
     expect(await main.exited).toBe(0);
     expect(main.lines.some((l) => 'role' in l || 'worker' in l)).toBe(false);

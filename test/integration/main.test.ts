@@ -16,10 +16,15 @@ afterEach(() => {
   child = null;
 });
 
-function startMain(env: NodeJS.ProcessEnv): { proc: ChildProcessWithoutNullStreams; lines: Array<Record<string, unknown>>; port: Promise<number> } {
+function startMain(env: NodeJS.ProcessEnv): { proc: ChildProcessWithoutNullStreams; lines: Array<Record<string, unknown>>; port: Promise<number>; metricsPort: Promise<number> } {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OPENAI_') && k !== 'REALTIME_BACKEND'));
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env: { ...clean, ...env }, cwd: process.cwd() });
+  // An ephemeral metrics port: the default 9464 would collide between test files run in parallel.
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env: { ...clean, METRICS_PORT: '0', ...env }, cwd: process.cwd() });
   const lines: Array<Record<string, unknown>> = [];
+  let onMetricsPort: (port: number) => void = () => undefined;
+  const metricsPort = new Promise<number>((resolve) => {
+    onMetricsPort = resolve;
+  });
   const port = new Promise<number>((resolve, reject) => {
     createInterface({ input: proc.stdout }).on('line', (line) => {
       try {
@@ -27,13 +32,15 @@ function startMain(env: NodeJS.ProcessEnv): { proc: ChildProcessWithoutNullStrea
         lines.push(parsed);
         const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(String(parsed['msg']));
         if (m?.[1] !== undefined) resolve(Number(m[1]));
+        const metrics = /^metrics listening at http:\/\/127\.0\.0\.1:(\d+)$/.exec(String(parsed['msg']));
+        if (metrics?.[1] !== undefined) onMetricsPort(Number(metrics[1]));
       } catch {
         // non-JSON output (none expected) is ignored here and shows up in assertions on `lines`
       }
     });
     proc.on('exit', (code) => reject(new Error(`main exited early with ${code}`)));
   });
-  return { proc, lines, port };
+  return { proc, lines, port, metricsPort };
 }
 
 describe('npm start without an API key', () => {
@@ -57,6 +64,56 @@ describe('npm start without an API key', () => {
     main.proc.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(main.lines.some((l) => l['msg'] === 'shut down cleanly')).toBe(true);
+  });
+
+  it('serves /metrics on METRICS_PORT, bound like HOST, and not on the public port, where the probes stay', async () => {
+    const main = startMain({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' });
+    child = main.proc;
+    const port = await main.port;
+    // Logged before the public port listens, so it is known by the time calls can arrive.
+    const metricsPort = await main.metricsPort;
+    expect(metricsPort).not.toBe(port);
+    const announced = main.lines.findIndex((l) => String(l['msg']).startsWith('metrics listening at'));
+    expect(announced).toBeGreaterThanOrEqual(0);
+    expect(announced).toBeLessThan(main.lines.findIndex((l) => String(l['msg']).startsWith('Server listening at')));
+
+    const scrape = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    expect(scrape.status).toBe(200);
+    expect(scrape.headers.get('content-type')).toContain('text/plain');
+    const body = await scrape.text();
+    expect(body).toMatch(/^callbridge_active_calls 0$/m);
+    expect(body).toMatch(/^callbridge_start_verifications_total\{check="call-status",outcome="unverified"\} 0$/m);
+    expect(body).toContain('process_resident_memory_bytes');
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status).toBe(404);
+
+    // The public port: the probes are there, the metrics are not.
+    expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(404);
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+
+    const exited = new Promise<number | null>((resolve) => main.proc.on('exit', (code) => resolve(code)));
+    main.proc.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+
+  it('refuses to start when METRICS_PORT is taken, naming it', async () => {
+    const { createServer } = await import('node:net');
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', () => resolve()));
+    const takenPort = (taken.address() as { port: number }).port;
+    try {
+      const main = startMain({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', METRICS_PORT: String(takenPort) });
+      child = main.proc;
+      main.port.catch(() => undefined); // it never listens: the exit rejects this
+      const stderr: string[] = [];
+      createInterface({ input: main.proc.stderr }).on('line', (line) => stderr.push(line));
+      const exited = await new Promise<number | null>((resolve) => main.proc.on('exit', (code) => resolve(code)));
+      expect(exited).toBe(1);
+      expect(stderr.join('\n')).toContain(`METRICS_PORT ${takenPort} on 127.0.0.1`);
+      expect(main.lines.some((l) => String(l['msg']).startsWith('Server listening at'))).toBe(false);
+    } finally {
+      await new Promise<void>((resolve) => taken.close(() => resolve()));
+    }
   });
 
   it('drains on SIGTERM: not ready, busy webhook, the live call carries on until DRAIN_TIMEOUT_S, then exit 0', async () => {

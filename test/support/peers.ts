@@ -15,11 +15,19 @@ export interface ReceivedRequest {
   body: string;
 }
 
+export interface HttpPeerOptions {
+  /** whether a request goes into `requests` (default: every one) */
+  record?: (req: ReceivedRequest) => boolean;
+}
+
 export class HttpPeer {
   readonly requests: ReceivedRequest[] = [];
   private readonly server: Server;
 
-  constructor(private readonly answer: (req: ReceivedRequest, res: ServerResponse) => void | Promise<void>) {
+  constructor(
+    private readonly answer: (req: ReceivedRequest, res: ServerResponse) => void | Promise<void>,
+    private readonly options: HttpPeerOptions = {},
+  ) {
     this.server = createServer((req, res) => void this.handle(req, res));
   }
 
@@ -48,22 +56,66 @@ export class HttpPeer {
       headers: req.headers,
       body: Buffer.concat(chunks).toString('utf8'),
     };
-    this.requests.push(recorded);
+    if (this.options.record?.(recorded) ?? true) this.requests.push(recorded);
     await this.answer(recorded, res);
   }
 }
 
-/** Twilio's Calls resource: every update succeeds, as for a live call. */
-export function twilioRestDouble(): HttpPeer {
-  return new HttpPeer((req, res) => {
-    const m = /\/Accounts\/(AC[0-9a-f]{32})\/Calls\/(CA[0-9a-f]{32})\.json$/.exec(req.path);
-    if (req.method !== 'POST' || m === null) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 20404, message: 'not found', status: 404 }));
-      return;
-    }
-    const form = new URLSearchParams(req.body);
-    res
-      .writeHead(200, { 'content-type': 'application/json' })
-      .end(JSON.stringify({ sid: m[2], account_sid: m[1], status: form.get('Status') ?? 'in-progress' }));
+/**
+ * How the double answers a call's status read (GET …/Calls/{CallSid}.json): a Twilio status
+ * (`in-progress`, `completed`, …), `not-found` (404 / 20404), `server-error` (500 / 20500), or
+ * `no-answer-ever` (the request is held open until the double stops: a timeout).
+ */
+export type CallStatusAnswer = string;
+export const NOT_FOUND = 'not-found';
+export const SERVER_ERROR = 'server-error';
+export const NO_ANSWER_EVER = 'no-answer-ever';
+
+export interface TwilioRestDouble extends HttpPeer {
+  /** the status reads (GETs), which `requests` leaves out: it holds what was done to calls */
+  readonly statusReads: ReceivedRequest[];
+  /** How the status read of `callSid` is answered from now on; unset calls are `in-progress`. */
+  setCallStatus(callSid: string, answer: CallStatusAnswer): void;
+}
+
+/**
+ * Twilio's Calls resource. Updates (POST) succeed, as for a live call; a hang-up
+ * (Status=completed) makes later status reads say `completed`, as Twilio's would. Status reads
+ * (GET) say `in-progress` unless a test set something else.
+ */
+export function twilioRestDouble(): TwilioRestDouble {
+  const statuses = new Map<string, CallStatusAnswer>();
+  const statusReads: ReceivedRequest[] = [];
+  const json = (res: ServerResponse, status: number, body: unknown): void => {
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  };
+  const peer = new HttpPeer(
+    (req, res) => {
+      const m = /\/Accounts\/(AC[0-9a-f]{32})\/Calls\/(CA[0-9a-f]{32})\.json$/.exec(req.path);
+      const [, accountSid, callSid] = m ?? [];
+      if (accountSid === undefined || callSid === undefined || (req.method !== 'POST' && req.method !== 'GET')) {
+        json(res, 404, { code: 20404, message: 'not found', status: 404 });
+        return;
+      }
+      if (req.method === 'GET') {
+        statusReads.push(req);
+        const answer = statuses.get(callSid) ?? 'in-progress';
+        if (answer === NO_ANSWER_EVER) return;
+        if (answer === NOT_FOUND) json(res, 404, { code: 20404, message: `The requested resource ${req.path} was not found`, status: 404 });
+        else if (answer === SERVER_ERROR) json(res, 500, { code: 20500, message: 'Internal Server Error', status: 500 });
+        else json(res, 200, { sid: callSid, account_sid: accountSid, status: answer });
+        return;
+      }
+      const status = new URLSearchParams(req.body).get('Status');
+      if (status !== null) statuses.set(callSid, status);
+      json(res, 200, { sid: callSid, account_sid: accountSid, status: status ?? statuses.get(callSid) ?? 'in-progress' });
+    },
+    { record: (req) => req.method !== 'GET' },
+  );
+  return Object.assign(peer, {
+    statusReads,
+    setCallStatus(callSid: string, answer: CallStatusAnswer): void {
+      statuses.set(callSid, answer);
+    },
   });
 }

@@ -45,6 +45,7 @@ describe('config', () => {
   it('has the documented defaults and runs on the local model without a key', () => {
     const c = loadConfig({});
     expect(c.port).toBe(5050);
+    expect(c.metricsPort).toBe(9464);
     expect(c.host).toBe('0.0.0.0');
     expect(c.realtimeBackend).toBe('local');
     expect(c.realtimeUrl).toBe('wss://api.openai.com/v1/realtime?model=gpt-realtime');
@@ -85,6 +86,36 @@ describe('config', () => {
       expect(err).toBeInstanceOf(ConfigError);
       expect((err as ConfigError).problems).toHaveLength(4);
     }
+  });
+
+  describe('METRICS_PORT', () => {
+    it('is 9464 unless set, and takes 1-65535 or 0 (an ephemeral port)', () => {
+      expect(loadConfig({}).metricsPort).toBe(9464);
+      expect(loadConfig({ METRICS_PORT: '' }).metricsPort).toBe(9464);
+      expect(loadConfig({ METRICS_PORT: '9100' }).metricsPort).toBe(9100);
+      expect(loadConfig({ METRICS_PORT: ' 1 ' }).metricsPort).toBe(1);
+      expect(loadConfig({ METRICS_PORT: '65535' }).metricsPort).toBe(65535);
+      expect(loadConfig({ METRICS_PORT: '0' }).metricsPort).toBe(0);
+    });
+
+    it('refuses anything else, naming the variable and the value', () => {
+      for (const bad of ['65536', '-1', '9464.5', '1e3', 'metrics', '0x2400']) {
+        try {
+          loadConfig({ METRICS_PORT: bad });
+          expect.unreachable(`METRICS_PORT=${bad} was accepted`);
+        } catch (err) {
+          expect(err).toBeInstanceOf(ConfigError);
+          expect((err as ConfigError).problems).toEqual([`METRICS_PORT must be an integer 1-65535 (or 0 for an ephemeral port), got "${bad}"`]);
+        }
+      }
+    });
+
+    it('must differ from PORT, so metrics never land on the public port; two ephemeral ports do differ', () => {
+      expect(() => loadConfig({ PORT: '6000', METRICS_PORT: '6000' })).toThrow(/METRICS_PORT must differ from PORT \(both are 6000\)/);
+      expect(() => loadConfig({ PORT: '9464' })).toThrow(/PORT is 9464, the default METRICS_PORT/);
+      expect(loadConfig({ PORT: '9464', METRICS_PORT: '9465' }).metricsPort).toBe(9465);
+      expect(loadConfig({ PORT: '0', METRICS_PORT: '0' })).toMatchObject({ port: 0, metricsPort: 0 });
+    });
   });
 
   describe('WORKERS', () => {

@@ -163,6 +163,25 @@ describe('Metrics', () => {
     expect(sample(s, 'callbridge_rejected_connections_total{reason="draining"}')).toBe(0);
   });
 
+  it('counts start verifications per check and outcome, from zero, and drops an outcome no check has', async () => {
+    const m = metrics();
+    let s = await scrape(m);
+    for (const outcome of ['in-progress', 'refused', 'unverified']) expect(sample(s, `callbridge_start_verifications_total{check="call-status",outcome="${outcome}"}`)).toBe(0);
+    for (const outcome of ['claimed', 'refused', 'unverified']) expect(sample(s, `callbridge_start_verifications_total{check="cluster-claim",outcome="${outcome}"}`)).toBe(0);
+    expect(sample(s, 'callbridge_rejected_connections_total{reason="replayed"}')).toBe(0);
+    m.startVerification('call-status', 'in-progress');
+    m.startVerification('call-status', 'unverified');
+    m.startVerification('cluster-claim', 'refused');
+    m.startVerification('call-status', 'claimed');
+    m.rejectedConnection('replayed');
+    s = await scrape(m);
+    expect(sample(s, 'callbridge_start_verifications_total{check="call-status",outcome="in-progress"}')).toBe(1);
+    expect(sample(s, 'callbridge_start_verifications_total{check="call-status",outcome="unverified"}')).toBe(1);
+    expect(sample(s, 'callbridge_start_verifications_total{check="cluster-claim",outcome="refused"}')).toBe(1);
+    expect(s.has('callbridge_start_verifications_total{check="call-status",outcome="claimed"}')).toBe(false);
+    expect(sample(s, 'callbridge_rejected_connections_total{reason="replayed"}')).toBe(1);
+  });
+
   it('bounds the upstream error code label', async () => {
     const m = metrics();
     m.upstreamError('rate_limit_exceeded');

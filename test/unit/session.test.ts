@@ -768,6 +768,20 @@ describe('hostile input', () => {
     expect(h.actions.find((a) => a.action.kind === 'end-call')?.action).toEqual({ kind: 'end-call', reason: 'unauthorized', closeCode: 1008 });
   });
 
+  it('ends a started call whose start a later check refused (start-refused) as unauthorised: 1008, no REST hang-up', () => {
+    const h = new SessionHarness();
+    h.startCall();
+    h.speechStopped();
+    const before = h.mark();
+    const out = h.feed({ kind: 'start-refused', reason: 'call-status: Twilio reports the call as completed' });
+    expect(out.filter((a) => a.kind !== 'log')).toEqual([{ kind: 'end-call', reason: 'unauthorized', closeCode: 1008 }]);
+    expect(h.actionsOf('hangup-call', before)).toEqual([]);
+    expect(h.session.endReason).toBe('unauthorized');
+    expect(out.find((a) => a.kind === 'log')).toMatchObject({ msg: 'call ended', fields: { reason: 'unauthorized', authReason: 'call-status: Twilio reports the call as completed' } });
+    // Ended: nothing more goes anywhere.
+    expect(h.speechStopped()).toEqual([]);
+  });
+
   it('is isolated: two sessions share no state', () => {
     const a = new SessionHarness();
     const b = new SessionHarness();

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   TwilioApiError,
   TwilioInputError,
+  callStatus,
   configureVoiceWebhook,
   createTwilioClient,
   hangUpCall,
@@ -53,6 +54,10 @@ class FakeTwilio {
   calls = new Map<string, string>();
   /** When set, every call update answers this instead (Twilio's JSON error shape). */
   callUpdateFailure: { status: number; code: number; message: string } | null = null;
+  /** When set, every call fetch answers this instead. */
+  callFetchFailure: { status: number; code: number; message: string } | null = null;
+  /** When set, call fetches are never answered (a timeout). */
+  callFetchHangs = false;
   private readonly server: Server = createServer((req, res) => void this.handle(req, res));
 
   get baseUrl(): string {
@@ -70,6 +75,8 @@ class FakeTwilio {
     ];
     this.calls = new Map([[LIVE_CALL, 'in-progress']]);
     this.callUpdateFailure = null;
+    this.callFetchFailure = null;
+    this.callFetchHangs = false;
   }
 
   async start(): Promise<void> {
@@ -144,6 +151,18 @@ class FakeTwilio {
     }
 
     const callPath = new RegExp(`^${base}/Calls/(CA[0-9a-f]{32})\\.json$`).exec(url.pathname);
+    if (recorded.method === 'GET' && callPath?.[1] !== undefined) {
+      if (this.callFetchHangs) return;
+      if (this.callFetchFailure !== null) {
+        const { status, code, message } = this.callFetchFailure;
+        send(status, { code, message, more_info: `https://www.twilio.com/docs/errors/${code}`, status });
+        return;
+      }
+      const status = this.calls.get(callPath[1]);
+      if (status === undefined) return notFound();
+      send(200, callJson(callPath[1], status));
+      return;
+    }
     if (recorded.method === 'POST' && callPath?.[1] !== undefined) {
       const sid = callPath[1];
       if (this.callUpdateFailure !== null) {
@@ -381,6 +400,45 @@ describe('transferCall', () => {
     await expect(transferCall(client(), '../Accounts', twiml)).rejects.toThrow(TwilioInputError);
     await expect(transferCall(client(), `${LIVE_CALL}/x`, twiml)).rejects.toThrow(TwilioInputError);
     await expect(transferCall(client(), LIVE_CALL, '  ')).rejects.toThrow(TwilioInputError);
+    expect(fake.requests).toEqual([]);
+  });
+});
+
+describe('callStatus', () => {
+  it('reads the status of a call, authenticating as the account', async () => {
+    await expect(callStatus(client(), LIVE_CALL)).resolves.toEqual({ kind: 'found', status: 'in-progress' });
+    expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual([`GET /2010-04-01/Accounts/${ACCOUNT_SID}/Calls/${LIVE_CALL}.json`]);
+    expect(fake.requests[0]?.authorization).toBe(`Basic ${Buffer.from(`${ACCOUNT_SID}:${AUTH_TOKEN}`).toString('base64')}`);
+    fake.calls.set(LIVE_CALL, 'completed');
+    await expect(callStatus(client(), LIVE_CALL)).resolves.toEqual({ kind: 'found', status: 'completed' });
+  });
+
+  it('treats 404 / 20404 as a call Twilio does not have', async () => {
+    await expect(callStatus(client(), UNKNOWN_CALL)).resolves.toEqual({ kind: 'not-found' });
+  });
+
+  it('throws a TwilioApiError with status and code on any other answer, naming call and account', async () => {
+    fake.callFetchFailure = { status: 500, code: 20500, message: 'Internal Server Error' };
+    const err = await callStatus(client(), LIVE_CALL).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TwilioApiError);
+    expect(err).toMatchObject({ status: 500, code: 20500 });
+    expect((err as Error).message).toContain(`read the status of call ${LIVE_CALL} on Twilio account ${ACCOUNT_SID}: HTTP 500, Twilio error 20500`);
+    fake.callFetchFailure = null;
+    await expect(callStatus(client('wrong-token'), LIVE_CALL)).rejects.toMatchObject({ status: 401, code: 20003 });
+  });
+
+  it('gives up after the client\'s request timeout with a TwilioApiError without a status', async () => {
+    fake.callFetchHangs = true;
+    const started = Date.now();
+    const err = await callStatus(createTwilioClient({ accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN, apiBaseUrl: fake.baseUrl, requestTimeoutMs: 200 }), LIVE_CALL).catch((e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(err).toBeInstanceOf(TwilioApiError);
+    expect(err).toMatchObject({ status: null, code: null });
+    expect((err as Error).message).toMatch(/could not reach the Twilio API: timeout of 200ms exceeded/);
+  });
+
+  it('rejects something that is not a call SID without a request', async () => {
+    await expect(callStatus(client(), '../Accounts')).rejects.toThrow(TwilioInputError);
     expect(fake.requests).toEqual([]);
   });
 });
