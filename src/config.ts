@@ -578,6 +578,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath?: st
   if (backendRaw === 'openai' && openaiApiKey === null && nonEmpty(env['OPENAI_REALTIME_URL']) === null) {
     problems.push('REALTIME_BACKEND=openai needs OPENAI_API_KEY (or an OPENAI_REALTIME_URL that takes no key)');
   }
+  const allowUnsignedRaw = (nonEmpty(env['ALLOW_UNSIGNED_TWILIO']) ?? 'false').toLowerCase();
+  if (allowUnsignedRaw !== 'true' && allowUnsignedRaw !== 'false') {
+    problems.push(`ALLOW_UNSIGNED_TWILIO must be "true" or "false", got "${allowUnsignedRaw}"`);
+  }
+  // Secure by default: an unsigned service spends a real key on whoever finds its URL. The
+  // embedded model costs nothing, so it runs unsigned without being asked.
+  if (backendRaw === 'openai' && openaiApiKey !== null && twilioAuthToken === null && allowUnsignedRaw !== 'true') {
+    problems.push(
+      'OPENAI_API_KEY is set but TWILIO_AUTH_TOKEN is not: anyone who finds this URL could place calls on your API key. ' +
+        'Set TWILIO_AUTH_TOKEN and PUBLIC_URL, or ALLOW_UNSIGNED_TWILIO=true to run unauthenticated on purpose (a local test through a tunnel)',
+    );
+  }
 
   const twilioApiBaseUrlRaw = nonEmpty(env['TWILIO_API_BASE_URL']) ?? DEFAULT_TWILIO_API_BASE_URL;
   if (!isSafeApiBase(twilioApiBaseUrlRaw)) {

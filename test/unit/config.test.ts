@@ -61,6 +61,7 @@ describe('config', () => {
       OPENAI_REALTIME_URL: 'wss://example.openai.azure.com/openai/v1/realtime?model=dep',
       PUBLIC_URL: 'https://abc.ngrok.app/',
       LOG_LEVEL: 'debug',
+      TWILIO_AUTH_TOKEN: 'token',
     });
     expect(c.port).toBe(6060);
     expect(c.realtimeBackend).toBe('openai');
@@ -68,6 +69,18 @@ describe('config', () => {
     expect(c.realtimeUrl).toBe('wss://example.openai.azure.com/openai/v1/realtime?model=dep');
     expect(c.publicUrl).toBe('https://abc.ngrok.app');
     expect(c.logLevel).toBe('debug');
+  });
+
+  it('refuses to spend a real API key unsigned unless told to; the embedded model needs neither', () => {
+    expect(() => loadConfig({ OPENAI_API_KEY: 'sk-test' })).toThrow(/OPENAI_API_KEY is set but TWILIO_AUTH_TOKEN is not.*ALLOW_UNSIGNED_TWILIO=true/);
+    expect(loadConfig({ OPENAI_API_KEY: 'sk-test', ALLOW_UNSIGNED_TWILIO: 'true' }).twilioAuthToken).toBeNull();
+    expect(loadConfig({ OPENAI_API_KEY: 'sk-test', TWILIO_AUTH_TOKEN: 't', PUBLIC_URL: 'https://x.example' }).openaiApiKey).toBe('sk-test');
+    // the key is not used by the embedded model, so nothing is at stake
+    expect(loadConfig({ OPENAI_API_KEY: 'sk-test', REALTIME_BACKEND: 'local' }).realtimeBackend).toBe('local');
+    expect(loadConfig({}).realtimeBackend).toBe('local');
+    // an endpoint that takes no key (a local model) is not a real key either
+    expect(loadConfig({ REALTIME_BACKEND: 'openai', OPENAI_REALTIME_URL: 'ws://127.0.0.1:9/v1' }).twilioAuthToken).toBeNull();
+    expect(() => loadConfig({ OPENAI_API_KEY: 'sk-test', ALLOW_UNSIGNED_TWILIO: 'yes' })).toThrow(/ALLOW_UNSIGNED_TWILIO must be "true" or "false"/);
   });
 
   it('refuses a silence duration below 500 ms, naming the key', () => {
