@@ -240,6 +240,8 @@ export interface InputTranscriptionCompletedEvent extends Base {
   item_id: string;
   content_index: number;
   transcript: string;
+  /** the transcription model's billing: by audio duration or by tokens (the bridge does not read it) */
+  usage?: { type: 'duration'; seconds: number } | { type: 'tokens'; total_tokens: number; input_tokens: number; output_tokens: number };
 }
 export interface ResponseCreatedEvent extends Base {
   type: 'response.created';
@@ -278,7 +280,8 @@ export interface ContentPartEvent extends Base {
   item_id: string;
   output_index: number;
   content_index: number;
-  part: ContentPart;
+  /** named 'audio' / 'text' in these events, where the item's content says 'output_audio' / 'output_text' */
+  part: { type: 'audio'; transcript?: string } | { type: 'text'; text?: string };
 }
 export interface OutputAudioDeltaEvent extends Base {
   type: 'response.output_audio.delta';

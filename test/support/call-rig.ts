@@ -12,6 +12,8 @@ import type { CallbridgeServer } from '../../src/server.js';
 import { startLocalRealtimeServer } from '../../src/realtime/local/server.js';
 import type { LocalRealtimeServer, LocalRealtimeServerSettings } from '../../src/realtime/local/server.js';
 import { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
+import { realtimeSchemas } from './realtime-schemas.js';
+import { withoutKnownNulls } from './realtime-schema-exceptions.js';
 import type { SimulatedCallerOptions } from '../../src/twilio/simulated-caller.js';
 
 export interface LogLine {
@@ -89,6 +91,8 @@ export async function startRig(options: {
       await server.endAllCalls();
       await server.app.close();
       await fake.close();
+      // Every scenario on the rig doubles as a conformance check of both directions.
+      expectSchemaConformance(fake);
     },
   };
 }
@@ -115,4 +119,25 @@ export async function eventually(check: () => boolean, what: string, timeoutMs =
     if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
     await sleep(20);
   }
+}
+
+/**
+ * Every client event the bridge sent and every server event the embedded model emitted on `fake`
+ * must match OpenAI's published schema (test/support/realtime-schemas.ts), but for the nulls the
+ * real service is known to send (test/support/realtime-schema-exceptions.ts). Throws a list of the
+ * distinct problems, each with the event type and the field.
+ */
+export function expectSchemaConformance(fake: LocalRealtimeServer): void {
+  const schemas = realtimeSchemas();
+  const problems = new Set<string>();
+  for (const r of fake.received) {
+    if (r.event.type === '<unparsable>') continue;
+    const p = schemas.checkClientEvent(r.event);
+    if (p !== null) problems.add(`client ${p.type}: ${p.problems.join('; ')}`);
+  }
+  for (const r of fake.sent) {
+    const p = schemas.checkServerEvent(withoutKnownNulls(r.event));
+    if (p !== null) problems.add(`server ${p.type}: ${p.problems.join('; ')}`);
+  }
+  if (problems.size > 0) throw new Error(`Realtime events that do not match OpenAI's schema:\n${[...problems].join('\n')}`);
 }

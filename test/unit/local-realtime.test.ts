@@ -449,7 +449,8 @@ describe('Conversation: responses', () => {
     expect(created.response.id).toMatch(/^resp_/);
     const item = only(head, 'response.output_item.added').item;
     expect(item).toMatchObject({ type: 'message', role: 'assistant', status: 'in_progress', content: [] });
-    expect(only(head, 'response.content_part.added').part.type).toBe('output_audio');
+    // OpenAI's schema names the part 'audio' in these events (the item's content says 'output_audio').
+    expect(only(head, 'response.content_part.added').part.type).toBe('audio');
 
     const rest = pumpAll(conv, 100);
     expect(rest.map((e) => e.type)).toEqual([

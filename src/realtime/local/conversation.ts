@@ -730,8 +730,22 @@ type WireResponse = ResponseObject & {
   output_modalities: Array<'audio' | 'text'>;
   audio: { output: { format: AudioFormat; voice: string } };
   metadata: Record<string, string> | null;
-  usage: null;
+  /** null while in progress, as the service sends it; counted once the response is done */
+  usage: ResponseUsage | null;
 };
+
+/** The schema's usage object. The counts are estimates (the real ones are the model's tokenizer's). */
+interface ResponseUsage {
+  total_tokens: number;
+  input_tokens: number;
+  output_tokens: number;
+  input_token_details: { cached_tokens: number; text_tokens: number; audio_tokens: number };
+  output_token_details: { text_tokens: number; audio_tokens: number };
+}
+
+/** Roughly what the service bills: ~4 characters per text token, ~50 ms of audio per audio token. */
+const CHARS_PER_TEXT_TOKEN = 4;
+const AUDIO_MS_PER_TOKEN = 50;
 
 /** The function call a response will emit once its audio is done (or at cancel, as incomplete). */
 interface PlannedCall {
@@ -991,6 +1005,11 @@ export class Conversation {
   }
 
   // ------------------------------------------------------------ queries
+
+  /** The session id (`sess_...`), as in `session.created`. */
+  get id(): string {
+    return this.sessionId;
+  }
 
   /** A copy of the session configuration in force. */
   get session(): RealtimeSessionConfig {
@@ -1285,7 +1304,16 @@ export class Conversation {
       try {
         const transcript = this.transcribeSource()({ audio: audio.slice(), durationMs: samplesToMs(audio.length), itemId });
         item.content = [{ type: 'input_audio', transcript }];
-        out.push(this.ev({ type: 'conversation.item.input_audio_transcription.completed', item_id: itemId, content_index: 0, transcript }));
+        out.push(
+          this.ev({
+            type: 'conversation.item.input_audio_transcription.completed',
+            item_id: itemId,
+            content_index: 0,
+            transcript,
+            // Transcription models bill by audio duration.
+            usage: { type: 'duration', seconds: samplesToMs(audio.length) / 1000 },
+          }),
+        );
       } catch (err) {
         out.push(this.serverError(err, null));
       }
@@ -1604,7 +1632,8 @@ export class Conversation {
       this.ev({ type: 'conversation.item.added', previous_item_id: previous, item: wireItem(item) }),
     );
     item.content = [{ type: 'output_audio', transcript: '' }];
-    events.push(this.ev({ type: 'response.content_part.added', ...ids, part: { type: 'output_audio', transcript: '' } }));
+    // The events name the part 'audio' where the item holds 'output_audio': the schema (and the service) say so.
+    events.push(this.ev({ type: 'response.content_part.added', ...ids, part: { type: 'audio', transcript: '' } }));
     return events;
   }
 
@@ -1662,7 +1691,7 @@ export class Conversation {
       out.push(
         this.ev({ type: 'response.output_audio.done', ...ids }),
         this.ev({ type: 'response.output_audio_transcript.done', ...ids, transcript }),
-        this.ev({ type: 'response.content_part.done', ...ids, part: { type: 'output_audio', transcript } }),
+        this.ev({ type: 'response.content_part.done', ...ids, part: { type: 'audio', transcript } }),
         this.ev({ type: 'response.output_item.done', response_id: a.id, output_index: 0, item: wireItem(item) }),
         this.ev({ type: 'conversation.item.done', item: wireItem(item) }),
       );
@@ -1731,7 +1760,29 @@ export class Conversation {
       output_modalities: ['audio'],
       audio: { output: { format: a.format, voice: a.voice } },
       metadata: a.metadata,
-      usage: null,
+      usage: status === 'in_progress' ? null : this.usageOf(a),
+    };
+  }
+
+  private usageOf(a: ActiveResponse): ResponseUsage {
+    const outputAudio = Math.ceil(samplesToMs(a.sentSamples) / AUDIO_MS_PER_TOKEN);
+    const outputText = Math.ceil(a.sentChars / CHARS_PER_TEXT_TOKEN);
+    let inputText = Math.ceil(this.config.instructions.length / CHARS_PER_TEXT_TOKEN);
+    let inputAudio = 0;
+    for (const item of this.itemList) {
+      for (const part of item.content) {
+        if (part.type === 'input_text' || part.type === 'output_text') inputText += Math.ceil(part.text.length / CHARS_PER_TEXT_TOKEN);
+        else if (part.transcript) inputAudio += Math.ceil(part.transcript.length / CHARS_PER_TEXT_TOKEN);
+      }
+    }
+    const input = inputText + inputAudio;
+    const output = outputText + outputAudio;
+    return {
+      total_tokens: input + output,
+      input_tokens: input,
+      output_tokens: output,
+      input_token_details: { cached_tokens: 0, text_tokens: inputText, audio_tokens: inputAudio },
+      output_token_details: { text_tokens: outputText, audio_tokens: outputAudio },
     };
   }
 
