@@ -85,6 +85,59 @@ export interface SimulatedCallerOptions {
    * this long, then send `stop` and close. Default: stream silence until hangUp().
    */
   trailingSilenceMs?: number;
+  /**
+   * Keep the message history (`received`, `sent`) and the heard audio (heardAudio()). Default
+   * true. False for long load runs, where they would grow without bound: waitFor() then only sees
+   * messages that arrive after it is called, and heardAudio() throws. Nothing else changes.
+   */
+  record?: boolean;
+  /** Told about playback as it happens, with CLOCK_MONOTONIC timestamps. Default none (no timestamps taken). */
+  observer?: SimulatedCallerObserver;
+}
+
+/**
+ * Observation hooks for benchmarks. `hrtime` is process.hrtime.bigint() (CLOCK_MONOTONIC, comparable
+ * across processes on one machine) taken when the frame's message event fired, before parsing;
+ * `atMs` is the same instant on the stream timeline. Called synchronously; must not throw.
+ */
+export interface SimulatedCallerObserver {
+  /** The `start` message was sent: stream time 0 is this instant. */
+  onStreamStart?(o: { hrtime: bigint }): void;
+  /** A valid `media` message was queued for playback. */
+  onMedia?(o: MediaObservation): void;
+  /** A valid `clear` arrived. */
+  onClear?(o: ClearObservation): void;
+  /** A stretch of playback ended: drained, cut by a clear, or cut by the end of the call. */
+  onPlayback?(o: PlaybackObservation): void;
+}
+
+export interface MediaObservation {
+  hrtime: bigint;
+  atMs: number;
+  /** decoded payload bytes (8 per ms) */
+  bytes: number;
+  /**
+   * Position in the played-byte count (playedBytesTotal()) at which this payload's first byte
+   * plays, unless a clear drops it first. Audio cleared before it played never counts, so the
+   * position stays true across clears.
+   */
+  startsAtPlayedByte: number;
+}
+
+export interface ClearObservation {
+  hrtime: bigint;
+  atMs: number;
+  /** playedBytesTotal() when the clear arrived */
+  playedBytes: number;
+  /** queued bytes the clear dropped */
+  droppedBytes: number;
+}
+
+export interface PlaybackObservation {
+  /** stream times (ms) the stretch played from and to */
+  startMs: number;
+  endMs: number;
+  end: 'drained' | 'cleared' | 'call-ended';
 }
 
 export interface ReceivedMessage {
@@ -213,6 +266,8 @@ export class SimulatedCaller {
   error?: Error;
 
   private readonly opts: SimulatedCallerOptions;
+  private readonly record: boolean;
+  private readonly observer: SimulatedCallerObserver | undefined;
   private ws?: WebSocket;
   private startCalled = false;
   /** performance.now() at the stream start; undefined until `start` is sent. */
@@ -248,6 +303,8 @@ export class SimulatedCaller {
     checkMs('trailingSilenceMs', opts.trailingSilenceMs);
     if (opts.audio !== undefined && !(opts.audio instanceof Uint8Array)) throw new TypeError('audio must be a Uint8Array');
     this.opts = opts;
+    this.record = opts.record ?? true;
+    this.observer = opts.observer;
     this.callSid = opts.callSid ?? sid('CA');
     this.streamSid = opts.streamSid ?? sid('MZ');
     this.accountSid = opts.accountSid ?? sid('AC');
@@ -348,6 +405,7 @@ export class SimulatedCaller {
 
   /** What the caller heard so far (or until the call ended): 8 kHz mu-law on the stream timeline. */
   heardAudio(): Uint8Array {
+    if (!this.record) throw new Error('heardAudio() needs the caller to record (record: false was set)');
     const end = Math.max(0, Math.floor(this.currentIdx()));
     const out = new Uint8Array(end).fill(MULAW_SILENCE);
     out.set(this.timeline.subarray(0, Math.min(end, this.timeline.length)));
@@ -394,6 +452,7 @@ export class SimulatedCaller {
   private beginStream(): void {
     this.send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
     this.t0 = performance.now();
+    this.observer?.onStreamStart?.({ hrtime: process.hrtime.bigint() });
     const start: TwilioStart = {
       event: 'start',
       sequenceNumber: this.nextSeq(),
@@ -443,7 +502,14 @@ export class SimulatedCaller {
 
   /** Freeze the playback position and stop every timer; the stream is no longer live. */
   private stopStreaming(): void {
-    if (this.endIdx === undefined) this.endIdx = this.t0 === undefined ? 0 : (performance.now() - this.t0) * BYTES_PER_MS;
+    if (this.endIdx === undefined) {
+      this.endIdx = this.t0 === undefined ? 0 : (performance.now() - this.t0) * BYTES_PER_MS;
+      const run = this.run;
+      const end = run ? Math.min(run.startIdx + run.bytes, this.endIdx) : 0;
+      if (run && this.observer?.onPlayback && end > run.startIdx) {
+        this.observer.onPlayback({ startMs: run.startIdx / BYTES_PER_MS, endMs: end / BYTES_PER_MS, end: end < run.startIdx + run.bytes ? 'call-ended' : 'drained' });
+      }
+    }
     if (this.frameTimer) clearTimeout(this.frameTimer);
     if (this.markTimer) clearTimeout(this.markTimer);
     this.frameTimer = undefined;
@@ -478,7 +544,7 @@ export class SimulatedCaller {
     if (!ws || ws.readyState !== WebSocket.OPEN) return;
     const raw = JSON.stringify(message);
     ws.send(raw);
-    this.sent.push({ atMs: this.nowMs(), raw, message });
+    if (this.record) this.sent.push({ atMs: this.nowMs(), raw, message });
   }
 
   /** Timeline position now, in bytes (ms * 8) since stream start; frozen once the call ended. */
@@ -579,10 +645,12 @@ export class SimulatedCaller {
   // ---------------------------------------------------------------- outbound messages (server -> caller)
 
   private onMessage(data: RawData, isBinary: boolean): void {
+    const hrtime = this.observer ? process.hrtime.bigint() : 0n;
     const atMs = this.nowMs();
     const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     if (isBinary) {
-      this.received.push({ atMs, raw: buf.toString('base64'), binary: true, parsed: undefined });
+      const entry: ReceivedMessage = { atMs, raw: buf.toString('base64'), binary: true, parsed: undefined };
+      if (this.record) this.received.push(entry);
       this.protocolError(atMs, 31950, `binary frame of ${buf.length} bytes; Twilio accepts text frames only`);
       return;
     }
@@ -595,7 +663,7 @@ export class SimulatedCaller {
       isJson = false;
     }
     const entry: ReceivedMessage = { atMs, raw, binary: false, parsed };
-    this.received.push(entry);
+    if (this.record) this.received.push(entry);
     // After `stop` Twilio has left the stream: nothing plays and nothing is judged any more.
     if (this.endIdx === undefined) {
       const result = isJson ? this.validate(parsed) : { error: 'frame is not valid JSON' };
@@ -603,7 +671,7 @@ export class SimulatedCaller {
         this.protocolError(atMs, 31951, result.error);
       } else {
         entry.message = result.message;
-        this.apply(result.message);
+        this.apply(result.message, hrtime, atMs);
       }
     }
     this.notifyWaiters(entry);
@@ -655,22 +723,30 @@ export class SimulatedCaller {
     return { message: { event, streamSid, mark: { name } } };
   }
 
-  private apply(message: TwilioOutbound): void {
+  private apply(message: TwilioOutbound, hrtime: bigint, atMs: number): void {
     const idx = this.currentIdx();
     // Settle what has already happened by idx (a mark timer may not have fired yet) before
     // changing the queue, so echo order and run boundaries never depend on timer latency.
     this.echoDueMarks(idx);
     this.retireFinishedRun(idx);
     switch (message.event) {
-      case 'media':
-        this.enqueueAudio(new Uint8Array(Buffer.from(message.media.payload, 'base64')), idx);
+      case 'media': {
+        const bytes = new Uint8Array(Buffer.from(message.media.payload, 'base64'));
+        const startsAtPlayedByte = this.playedBase + (this.run?.bytes ?? 0);
+        this.enqueueAudio(bytes, idx);
+        if (bytes.length > 0) this.observer?.onMedia?.({ hrtime, atMs, bytes: bytes.length, startsAtPlayedByte });
         break;
+      }
       case 'mark':
         this.enqueueMark(message.mark.name);
         break;
-      case 'clear':
+      case 'clear': {
+        const playedBytes = this.playedAt(idx);
+        const droppedBytes = this.run ? this.playedBase + this.run.bytes - playedBytes : 0;
         this.clearPlayback(idx);
+        this.observer?.onClear?.({ hrtime, atMs, playedBytes, droppedBytes });
         break;
+      }
     }
   }
 
@@ -697,6 +773,7 @@ export class SimulatedCaller {
     if (!run) return;
     const runEnd = run.startIdx + run.bytes;
     if (idx < runEnd) return;
+    this.observer?.onPlayback?.({ startMs: run.startIdx / BYTES_PER_MS, endMs: runEnd / BYTES_PER_MS, end: 'drained' });
     this.playedBase += run.bytes;
     this.idleSinceIdx = runEnd;
     this.run = undefined;
@@ -711,8 +788,10 @@ export class SimulatedCaller {
       this.run = run;
     }
     const at = run.startIdx + run.bytes;
-    this.ensureTimeline(at + bytes.length);
-    this.timeline.set(bytes, at);
+    if (this.record) {
+      this.ensureTimeline(at + bytes.length);
+      this.timeline.set(bytes, at);
+    }
     run.bytes += bytes.length;
   }
 
@@ -733,7 +812,10 @@ export class SimulatedCaller {
     const run = this.run;
     if (run) {
       const stopAt = run.startIdx + (played - this.playedBase);
-      this.timeline.fill(MULAW_SILENCE, stopAt, run.startIdx + run.bytes);
+      if (this.record) this.timeline.fill(MULAW_SILENCE, stopAt, run.startIdx + run.bytes);
+      if (this.observer?.onPlayback && stopAt > run.startIdx) {
+        this.observer.onPlayback({ startMs: run.startIdx / BYTES_PER_MS, endMs: stopAt / BYTES_PER_MS, end: 'cleared' });
+      }
       this.playedBase = played;
       this.idleSinceIdx = stopAt;
       this.run = undefined;

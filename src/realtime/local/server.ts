@@ -74,6 +74,26 @@ export interface LocalRealtimeServerOptions extends LocalRealtimeServerSettings 
    */
   record?: boolean;
   logger?: Logger;
+  /**
+   * Told about every session, event and close as it happens, with a CLOCK_MONOTONIC timestamp
+   * (process.hrtime.bigint(), comparable across processes on one machine). For benchmarks that
+   * time the model's events against other components. Default none: no timestamps are taken.
+   */
+  observer?: LocalRealtimeObserver;
+}
+
+/**
+ * Observation hooks of a local Realtime server. Each is called synchronously where the thing
+ * happens and must not throw or block; all are optional.
+ */
+export interface LocalRealtimeObserver {
+  /** A connection was accepted and its `session.created` went out. */
+  onSession?(connectionId: number, sessionId: string, hrtime: bigint): void;
+  /** A server event left: `hrtime` is taken just before its (already serialized) frame is handed to the socket. */
+  onEventSent?(connectionId: number, event: LocalServerEvent, hrtime: bigint): void;
+  /** A client frame arrived: `hrtime` is taken before it is parsed; the event as recorded in `received`. */
+  onEventReceived?(connectionId: number, event: ReceivedEvent, hrtime: bigint): void;
+  onClose?(connectionId: number, close: ConnectionClose, hrtime: bigint): void;
 }
 
 interface Pacing {
@@ -267,9 +287,11 @@ class Connection {
   }
 
   private onMessage(data: RawData, isBinary: boolean): void {
+    const observer = this.server.observer;
+    const hrtime = observer?.onEventReceived ? process.hrtime.bigint() : 0n;
     try {
       if (isBinary) {
-        this.server.recordReceived(this.id, { type: '<unparsable>', raw: '<binary frame>' });
+        this.received({ type: '<unparsable>', raw: '<binary frame>' }, hrtime);
         this.deliver(this.conversation.handleBinary());
         return;
       }
@@ -280,10 +302,10 @@ class Connection {
           : Buffer.from(data).toString('utf8');
       const parsed = parseClientEventEnvelope(text);
       if (parsed.ok) {
-        this.server.recordReceived(this.id, parsed.event);
+        this.received(parsed.event, hrtime);
         this.deliver(this.conversation.handle(parsed.event));
       } else {
-        this.server.recordReceived(this.id, { type: '<unparsable>', raw: text });
+        this.received({ type: '<unparsable>', raw: text }, hrtime);
         this.deliver(this.conversation.handleText(text));
       }
     } catch (err) {
@@ -292,9 +314,15 @@ class Connection {
     }
   }
 
+  private received(event: ReceivedEvent, hrtime: bigint): void {
+    this.server.recordReceived(this.id, event);
+    this.server.observer?.onEventReceived?.(this.id, event, hrtime);
+  }
+
   private onClose(code: number, reason: string): void {
     this.stopTimers();
     this.closeInfo = { code, reason };
+    this.server.observer?.onClose?.(this.id, this.closeInfo, process.hrtime.bigint());
     this.resolveClosed(this.closeInfo);
     this.server.onConnectionClosed(this);
   }
@@ -306,10 +334,14 @@ class Connection {
   }
 
   private deliver(outcome: Outcome): void {
+    const observer = this.server.observer;
     for (const event of outcome.events) {
       // Recorded only when it really goes out, so `sent` is what a client could have seen.
       if (this.ws.readyState !== WebSocket.OPEN) continue;
-      this.ws.send(JSON.stringify(event));
+      const frame = JSON.stringify(event);
+      const hrtime = observer ? process.hrtime.bigint() : 0n;
+      this.ws.send(frame);
+      if (observer) this.observeSent(observer, event, hrtime);
       this.server.recordSent(this.id, event);
     }
     if (outcome.close) {
@@ -318,6 +350,11 @@ class Connection {
       return;
     }
     this.syncPump();
+  }
+
+  private observeSent(observer: LocalRealtimeObserver, event: LocalServerEvent, hrtime: bigint): void {
+    if (event.type === 'session.created') observer.onSession?.(this.id, this.conversation.id, hrtime);
+    observer.onEventSent?.(this.id, event, hrtime);
   }
 
   // ------------------------------------------------------------ pacing
@@ -385,6 +422,7 @@ class LocalRealtimeServerImpl implements LocalRealtimeServer {
   readonly sent: Array<RecordedEvent<LocalServerEvent>> = [];
   readonly errors: Array<RecordedEvent<ErrorEvent>> = [];
   readonly logger: Logger | undefined;
+  readonly observer: LocalRealtimeObserver | undefined;
   private readonly ids = new IdSource();
   private readonly startedAt = performance.now();
   private readonly connections = new Map<number, Connection>();
@@ -407,6 +445,7 @@ class LocalRealtimeServerImpl implements LocalRealtimeServer {
 
   constructor(private readonly options: LocalRealtimeServerOptions) {
     this.logger = options.logger;
+    this.observer = options.observer;
     this.record = options.record ?? true;
     this.model = options.model ?? DEFAULT_MODEL;
     this.apiKey = options.apiKey;
