@@ -36,6 +36,7 @@ const USAGE = `usage: npm run bench:load -- [options]
   --resolution N                stop bisecting when pass and fail are this close (default 10; 0: no bisection)
   --max-reaction-p99-ms X       pass criterion: barge-in reaction p99 (default 5)
   --max-truncation-error-ms X   a call with a larger truncation error is incorrect (default 20)
+  --live-heap                   read the bridge's live JS heap after a full GC at the window's start and end (one process; via its inspector)
   --profile DIR                 write V8 CPU profiles of the bridge's processes to DIR (node --cpu-prof; adds overhead)
 environment: BENCH_DEBUG=1 prints each incorrect call's timeline (JSON) to stderr
 `;
@@ -51,6 +52,7 @@ interface Args {
   maxReactionP99Ms: number;
   maxTruncationErrorMs: number;
   profileDir: string | null;
+  liveHeap: boolean;
 }
 
 function parseCliArgs(): Args {
@@ -66,6 +68,7 @@ function parseCliArgs(): Args {
       'max-reaction-p99-ms': { type: 'string', default: '5' },
       'max-truncation-error-ms': { type: 'string', default: '20' },
       profile: { type: 'string' },
+      'live-heap': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
     allowPositionals: false,
@@ -96,7 +99,13 @@ function parseCliArgs(): Args {
     maxReactionP99Ms: num('max-reaction-p99-ms', values['max-reaction-p99-ms'], 0, 60_000),
     maxTruncationErrorMs: num('max-truncation-error-ms', values['max-truncation-error-ms'], 0, 60_000),
     profileDir: values.profile === undefined ? null : path.resolve(values.profile),
+    liveHeap: values['live-heap'] === true,
   };
+}
+
+function checkArgs(a: Args): Args {
+  if (a.liveHeap && a.workers !== null && a.workers > 1) throw new Error('--live-heap reads one process: use it without --workers');
+  return a;
 }
 
 /** Calls are spread over one script cycle by default, so their barge-ins do not all fall together. */
@@ -113,6 +122,7 @@ function stepOptions(a: Args, calls: number): StepOptions {
     maxReactionP99Ms: a.maxReactionP99Ms,
     maxTruncationErrorMs: a.maxTruncationErrorMs,
     profileDir: a.profileDir,
+    liveHeap: a.liveHeap,
     progress: (line) => process.stderr.write(`${line}\n`),
   };
 }
@@ -239,7 +249,7 @@ async function findCapacity(a: Args): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const a = parseCliArgs();
+  const a = checkArgs(parseCliArgs());
   if (process.platform !== 'linux') throw new Error('bench:load reads /proc and runs on Linux only');
   if (a.findCapacity) await findCapacity(a);
   else await single(a);

@@ -1,6 +1,7 @@
 /** The bridge under test: `node --import tsx src/main.ts` in a child process (with WORKERS, a cluster). */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { inspectorUrlFrom } from './heap.js';
 import { fileURLToPath } from 'node:url';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -23,6 +24,8 @@ export interface Bridge {
   baseUrl: string;
   /** where GET /metrics is served (METRICS_PORT=0: read from the "metrics listening at" line) */
   metricsUrl: string;
+  /** the bridge's inspector (started with --inspect=127.0.0.1:0), for the live heap; null without */
+  readonly inspectorUrl: string | null;
   /** "Server listening" lines seen (one per listening process) */
   listening: number;
   logs: LogTally;
@@ -58,7 +61,11 @@ export async function startBridge(upstreamUrl: string, calls: number, workers: n
   );
   const logs: LogTally = { byLevel: new Map(), problems: new Map() };
   const stderr: string[] = [];
-  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
+  let inspectorUrl: string | null = null;
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    stderr.push(line);
+    inspectorUrl ??= inspectorUrlFrom(line);
+  });
 
   const wanted = workers !== null && workers > 1 ? workers : 1;
   let listening = 0;
@@ -122,8 +129,9 @@ export async function startBridge(upstreamUrl: string, calls: number, workers: n
     child.kill('SIGKILL');
     throw new Error('bridge did not log its metrics address ("metrics listening at …")');
   }
-  const bridge: Bridge = { child, pid, port, baseUrl: `http://127.0.0.1:${port}`, metricsUrl, listening, logs, stderr, exited };
+  const bridge: Bridge = { child, pid, port, baseUrl: `http://127.0.0.1:${port}`, metricsUrl, inspectorUrl, listening, logs, stderr, exited };
   // `listening` keeps counting after startup (a respawned worker)
   Object.defineProperty(bridge, 'listening', { get: () => listening, enumerable: true });
+  Object.defineProperty(bridge, 'inspectorUrl', { get: () => inspectorUrl, enumerable: true });
   return bridge;
 }

@@ -97,6 +97,14 @@ export function stepReport(r: StepResult, command: string): string {
     `**${fmt(b.rssSlope, 2)} MiB/min** over ${fmt(r.wallS / 60, 1)} min (${b.rssSamples} samples); second half ${fmt(b.rssSlopeLastHalf, 2)} MiB/min` +
       (r.wallS < 300 ? '; indicative only on a window this short (GC and heap sizing dominate): use --seconds 600' : ''),
   );
+  if (b.liveHeapMiB !== null) {
+    const grew = b.liveHeapMiB.end - b.liveHeapMiB.start;
+    row(
+      'bridge live JS heap after a full GC (window start → end)',
+      `**${fmt(b.liveHeapMiB.start, 1)} → ${fmt(b.liveHeapMiB.end, 1)} MiB** (${grew >= 0 ? '+' : ''}${fmt(grew, 2)} MiB over ${fmt(r.wallS / 60, 1)} min, ` +
+        `${fmt((grew * 1024) / calls, 1)} KiB per call; --live-heap, forced through the bridge's inspector outside the window)`,
+    );
+  }
   row(
     'bridge event-loop delay (window)',
     `p50 ${histQ(r.loop, 0.5)}, **p99 ${histQ(r.loop, 0.99)}**, mean ${r.loop.count > 0 ? fmt(r.loop.sum / r.loop.count, 2) : 'n/a'} ms ` +

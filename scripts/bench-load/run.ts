@@ -23,6 +23,7 @@ import { describeTree, readMachineCpu, readProc, readTree, treeDelta, type TreeD
 import { histogramDiff, scrape, sumMatching, type HistogramWindow, type Series } from './prom.js';
 import { clockMs, type LoopStats } from './protocol.js';
 import { slope, summarize, type Point, type Summary } from './stats.js';
+import { liveHeapMiB } from './heap.js';
 
 const WARM_UP_MS = 3000;
 /** Idle baseline: let the child settle, then measure its idle CPU over this long. */
@@ -73,6 +74,8 @@ export interface StepOptions {
   maxReactionP99Ms: number;
   /** write V8 CPU profiles of the bridge's processes here (--cpu-prof); null: none */
   profileDir: string | null;
+  /** read the bridge's live heap after a full GC at the window's start and end (one process only) */
+  liveHeap: boolean;
   progress: (line: string) => void;
 }
 
@@ -94,6 +97,8 @@ export interface StepResult {
     rss1KiB: number;
     peakRssKiB: number;
     /** MiB per minute over the window, and over its second half */
+    /** live JS heap after a full GC at the window's start and end (--live-heap) */
+    liveHeapMiB: { start: number; end: number } | null;
     rssSlope: number;
     rssSlopeLastHalf: number;
     rssSamples: number;
@@ -178,7 +183,8 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
   let bridge: Bridge | null = null;
   const callsPlaced: CallRecord[] = [];
   try {
-    bridge = await startup('bridge', () => startBridge(model.url, calls, workers, o.profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`]));
+    const nodeArgs = [...(o.profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`]), ...(o.liveHeap ? ['--inspect=127.0.0.1:0'] : [])];
+    bridge = await startup('bridge', () => startBridge(model.url, calls, workers, nodeArgs));
     const b = bridge;
     const mediaUrl = `ws://127.0.0.1:${b.port}/media-stream`;
     progress(`bridge pid ${b.pid} on :${b.port}${workers !== null ? ` (WORKERS=${workers})` : ''}; model pid ${model.pid} on ${model.url}`);
@@ -206,6 +212,8 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     const rampS = (rampEnd - rampStart) / 1000;
     await sleep(WARM_UP_MS);
 
+    // The forced GCs run before the window opens and after it closes, so they are not measured.
+    const liveHeap0 = o.liveHeap ? await liveHeapOf(b) : null;
     // Window start. The scrape folds the warm-up's event-loop samples away first.
     const m0 = await scrape(b.metricsUrl);
     const parentLoop = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
@@ -233,6 +241,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     // Window end: /proc first, so the scrape's own cost is outside the window.
     const w1 = readTree(b.pid);
     const w1T = now();
+    const liveHeap1 = o.liveHeap ? await liveHeapOf(b) : null;
     clearInterval(rssSampler);
     rssPoints.push({ x: (w1.atMs - w0.atMs) / 60_000, y: MiB(w1.rssKiB) });
     peakRssKiB = Math.max(peakRssKiB, w1.rssKiB);
@@ -373,7 +382,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
           .join('; ')})`;
 
     return {
-      opts: { calls, seconds, workers, rampMs, maxTruncationErrorMs: o.maxTruncationErrorMs, maxReactionP99Ms: o.maxReactionP99Ms, profileDir: o.profileDir },
+      opts: { calls, seconds, workers, rampMs, maxTruncationErrorMs: o.maxTruncationErrorMs, maxReactionP99Ms: o.maxReactionP99Ms, profileDir: o.profileDir, liveHeap: o.liveHeap },
       wallS,
       bridge: {
         pid: b.pid,
@@ -388,6 +397,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
         rss0KiB: w0.rssKiB,
         rss1KiB: w1.rssKiB,
         peakRssKiB,
+        liveHeapMiB: liveHeap0 === null || liveHeap1 === null ? null : { start: liveHeap0, end: liveHeap1 },
         rssSlope: slope(rssPoints),
         rssSlopeLastHalf: slope(half),
         rssSamples: rssPoints.length,
@@ -475,4 +485,9 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     }
     await model.close();
   }
+}
+
+async function liveHeapOf(b: Bridge): Promise<number> {
+  if (b.inspectorUrl === null) throw new StepError('startup', 'the bridge printed no inspector address (--live-heap needs one process)');
+  return liveHeapMiB(b.inspectorUrl);
 }

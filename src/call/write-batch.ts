@@ -1,8 +1,12 @@
 /**
- * Holds a call's socket writes while the actions of one input run, then lets them go in one
- * piece. ws writes every message with its own cork/uncork, i.e. one writev per message; corking
- * around the whole batch nests those (cork is counted) so an audio delta's media and marks, or a
- * barge-in's clear, cancel and truncate, leave in one syscall per socket instead of one each.
+ * Holds a call's socket writes and lets them go in one piece. ws writes every message with its own
+ * cork/uncork, i.e. one writev per message; corking around a batch nests those (cork is counted)
+ * so an audio delta's media and marks, or a barge-in's clear, cancel and truncate, leave in one
+ * syscall per socket instead of one each.
+ *
+ * The batch is released on a microtask, not at once: ws parses every frame of one TCP read in a
+ * single synchronous pass, so the inputs of one read (several media frames that queued up under
+ * load) share one write, and nothing waits past the end of the current callback.
  */
 
 /** The part of net.Socket this needs. */
@@ -13,17 +17,24 @@ export interface Corkable {
 
 export class WriteBatch {
   private readonly held: Corkable[] = [];
+  private releaseQueued = false;
+  private readonly releaseNow = (): void => {
+    this.releaseQueued = false;
+    for (const transport of this.held) transport.uncork();
+    this.held.length = 0;
+  };
 
-  /** Holds `transport`'s writes until `release`; holding one twice is harmless. */
+  /** Holds `transport`'s writes until the batch is released; holding one twice is harmless. */
   hold(transport: Corkable | null): void {
     if (transport === null || this.held.includes(transport)) return;
     transport.cork();
     this.held.push(transport);
   }
 
-  /** Writes out everything held. Must run even when an action threw, or the socket stays corked. */
+  /** Lets everything held go once the current callback is done. Must follow every hold, even after a throw. */
   release(): void {
-    for (const transport of this.held) transport.uncork();
-    this.held.length = 0;
+    if (this.releaseQueued || this.held.length === 0) return;
+    this.releaseQueued = true;
+    queueMicrotask(this.releaseNow);
   }
 }
