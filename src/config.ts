@@ -124,6 +124,14 @@ export class ConfigError extends Error {
 
 export const DEFAULT_CONFIG_PATH = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'config', 'default.json');
 
+/**
+ * Calls per process by default. `npm run bench:load -- --find-capacity` on the 2-core development
+ * machine (load generator on the same cores) put the point where barge-in reaction p99, measured
+ * from outside, passes 5 ms anywhere from 32 to 113 calls depending on the run, and 100 calls at
+ * 5.1 ms: 50 keeps a full process inside the bound on an ordinary run (README, Sizing).
+ */
+export const DEFAULT_MAX_CALLS = 50;
+
 type Json = Record<string, unknown>;
 
 class Reader {
@@ -563,7 +571,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath?: st
     }
     return n;
   };
-  const maxCalls = intEnv('MAX_CALLS', 100, 1, 100_000);
+  const maxCalls = intEnv('MAX_CALLS', DEFAULT_MAX_CALLS, 1, 100_000);
   const maxCallDurationS = intEnv('MAX_CALL_DURATION_S', 4 * 3600, 10, 24 * 3600);
   const drainTimeoutS = intEnv('DRAIN_TIMEOUT_S', 300, 0, 24 * 3600);
   const workers = parseWorkers(env['WORKERS'], problems);

@@ -48,7 +48,7 @@ export function streamClaimsWindowMs(callTokenTtlMs: number, maxCallDurationMs: 
 /**
  * How many CallSids to keep: every call slot (`maxCalls`) starting a stream every
  * MIN_CALL_SPACING_MS for the whole window, between the floor and the ceiling. For the defaults
- * (MAX_CALLS=100, 4 h + 60 s) that is 144,600 entries, about 21 MB at the cap.
+ * (MAX_CALLS=100, 4 h + 60 s) that is 144,600 entries, about 21 MB at the cap (the default 50: 72,300).
  */
 export function streamClaimsCapacity(maxCalls: number, windowMs: number): number {
   const wanted = Math.ceil((maxCalls * windowMs) / MIN_CALL_SPACING_MS);
