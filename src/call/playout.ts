@@ -55,10 +55,6 @@ export class PlayoutTracker {
   private ackAtMs: number | null = null;
   private items: PlayoutItem[] = [];
 
-  get generation(): number {
-    return this.generationNo;
-  }
-
   get sentMs(): number {
     return this.sentTotalMs;
   }

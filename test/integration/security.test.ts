@@ -7,9 +7,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ANSWERED_STREAM_WAIT_MS } from '../../src/server.js';
 import { MIN_PENDING_STREAMS } from '../../src/server.js';
-import { eventually, sentOfType, sleep, startRig } from '../support/call-rig.js';
+import { eventually, sentOfType, sleep, startRig, upstreamEvents } from '../support/call-rig.js';
 import type { Rig } from '../support/call-rig.js';
 import { loadCallerMulaw } from '../support/fixtures.js';
+import type { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
 
 const AUTH_TOKEN = 'test-auth-token-0123456789abcdef';
 const PUBLIC = 'https://cb.example.test';
@@ -56,6 +57,13 @@ async function postWebhook(r: Rig, headers: Record<string, string>, form = FORM)
 }
 
 /** The token the webhook put into the TwiML for a call. */
+/** A refused stream is closed at `start`; a broken check would let it run on: fail in seconds, not at the test timeout. */
+const CLOSE_WAIT_MS = 5000;
+async function closedWithin(caller: SimulatedCaller, ms: number): Promise<void> {
+  const closed = await Promise.race([caller.done.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), ms))]);
+  if (!closed) throw new Error(`the stream was not closed within ${ms} ms: the start was not refused`);
+}
+
 async function tokenFor(r: Rig, callSid: string): Promise<string> {
   const form = { ...FORM, CallSid: callSid };
   const res = await postWebhook(r, { 'x-twilio-signature': sign(`${PUBLIC}/incoming-call`, form) }, form);
@@ -108,7 +116,7 @@ describe('signed requests only', () => {
       customParameters: await params(rig),
     });
     await caller.start();
-    await caller.done;
+    await closedWithin(caller, CLOSE_WAIT_MS);
     expect(caller.closeCode).toBe(1008);
     expect(rig.fake.connectionsOpened).toBe(0);
   });
@@ -120,7 +128,7 @@ describe('signed requests only', () => {
     now += 61_000;
     const caller = rig.caller({ callSid: CALL_SID, headers: { 'x-twilio-signature': sign(STREAM_URL, {}) }, customParameters: { callToken: token }, audio: loadCallerMulaw('caller-yes') });
     await caller.start();
-    await caller.done;
+    await closedWithin(caller, CLOSE_WAIT_MS);
     expect(caller.closeCode).toBe(1008);
     expect(rig.fake.connectionsOpened).toBe(0);
     expect(rig.logs.find((l) => l.msg === 'stream rejected: start not authorised')).toMatchObject({ reason: 'call token expired' });
@@ -132,6 +140,12 @@ describe('signed requests only', () => {
     const caller = rig.caller({ callSid: CALL_SID, headers: { 'x-twilio-signature': sign(STREAM_URL, {}) }, customParameters: { callToken: token }, audio: loadCallerMulaw('caller-yes') });
     await caller.start();
     await eventually(() => sentOfType(rig!.fake, 1, 'response.done').length === 1, 'answered');
+    // Admitted for real: still open, one upstream session, configured and answered, the answer heard.
+    expect(caller.closeCode).toBeUndefined();
+    expect(rig.fake.connectionsOpened).toBe(1);
+    expect(upstreamEvents(rig.fake, 1).map((e) => e.type).slice(0, 2)).toEqual(['session.update', 'response.create']);
+    await eventually(() => caller.playedBytesTotal() > 0, 'answer heard');
+    expect(rig.logs.some((l) => l.msg === 'stream rejected: start not authorised')).toBe(false);
     await caller.hangUp();
   });
 });

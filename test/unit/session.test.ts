@@ -3,6 +3,7 @@ import type { ItemTruncateEvent, RealtimeClientEvent, SessionUpdateEvent } from 
 import { SessionHarness, STREAM_SID, defaultAgentConfig } from '../support/session-harness.js';
 import type { TwilioOutbound } from '../../src/twilio/messages.js';
 import { DOWNSAMPLER_DELAY_SAMPLES_8K } from '../../src/audio/resampler.js';
+import { InboundTranscoder } from '../../src/audio/transcoder.js';
 
 const SILENCE_20MS_MULAW = Buffer.alloc(160, 0xff).toString('base64');
 
@@ -24,7 +25,7 @@ describe('session setup', () => {
     expect(h.actions).toHaveLength(0);
     h.startCall();
     const connect = h.actions.find((a) => a.action.kind === 'connect-upstream');
-    expect(connect).toBeDefined();
+    expect(connect?.action).toEqual({ kind: 'connect-upstream', attempt: 1, delayMs: 0 });
     const first = h.toRealtime()[0] as SessionUpdateEvent;
     expect(first.type).toBe('session.update');
     expect(first.session.type).toBe('realtime');
@@ -63,10 +64,16 @@ describe('session setup', () => {
   it('bounds the pre-open buffer by dropping the oldest audio, and says so once', () => {
     const h = new SessionHarness(defaultAgentConfig({ maxBufferedInboundMs: 200 }));
     h.sendStart();
-    for (let i = 0; i < 30; i++) h.callerMedia(SILENCE_20MS_MULAW);
+    // Distinct frames (each its own level), so which ones were kept can be told apart.
+    const frames = Array.from({ length: 30 }, (_, i) => Buffer.alloc(160, 0x80 + i).toString('base64'));
+    for (const f of frames) h.callerMedia(f);
     h.feed({ kind: 'upstream-open' });
-    const appends = h.actions.filter(({ action }) => action.kind === 'send-realtime' && action.event.type === 'input_audio_buffer.append');
+    const appends = h.actions.flatMap(({ action }) => (action.kind === 'send-realtime' && action.event.type === 'input_audio_buffer.append' ? [action.event.audio] : []));
     expect(appends).toHaveLength(10);
+    // The newest 200 ms are kept: what the same transcoder makes of frames 20..29, in order.
+    const reference = new InboundTranscoder();
+    const expected = frames.map((f) => reference.transcode(f)).slice(20);
+    expect(appends).toEqual(expected);
     const warnings = h.actions.filter(({ action }) => action.kind === 'log' && action.level === 'warn');
     expect(warnings).toHaveLength(1);
   });
@@ -799,5 +806,47 @@ describe('hostile input', () => {
     b.speechStarted();
     expect(truncates(a.toRealtime(beforeA))[0]?.audio_end_ms).toBe(300);
     expect(truncates(b.toRealtime(beforeB))[0]?.audio_end_ms).toBe(700);
+  });
+});
+
+describe('guarantees a one-line change would break', () => {
+  it('truncates (never deletes, never skips) an item whose audio stalled mid-generation and ran dry in Twilio', () => {
+    // 600 ms sent and heard in full, then the generation stalls: Twilio's buffer is empty, but the
+    // item is not done, so the caller heard 600 ms of an unfinished item, which must be truncated there.
+    const h = SessionHarness.answering();
+    h.delta('resp_1', 'item_a', 600);
+    h.advance(2000);
+    const before = h.mark();
+    h.speechStarted();
+    const sent = h.toRealtime(before);
+    expect(sent).toContainEqual({ type: 'conversation.item.truncate', item_id: 'item_a', content_index: 0, audio_end_ms: 600 });
+    expect(sent.filter((e) => e.type === 'conversation.item.delete')).toEqual([]);
+  });
+
+  it('refuses mark echoes for another stream, or before start, as protocol violations', () => {
+    const other = new SessionHarness();
+    other.startCall();
+    const out = other.feed({ kind: 'twilio', message: { event: 'mark', sequenceNumber: '3', streamSid: 'MZ0000000000000000000000000000ffff', mark: { name: 'cb:0:1' } } });
+    expect(out.find((a) => a.kind === 'end-call')).toEqual({ kind: 'end-call', reason: 'protocol-violation', closeCode: 1008 });
+
+    const early = new SessionHarness();
+    const outEarly = early.feed({ kind: 'twilio', message: { event: 'mark', sequenceNumber: '1', streamSid: STREAM_SID, mark: { name: 'cb:0:1' } } });
+    expect(outEarly.find((a) => a.kind === 'end-call')).toEqual({ kind: 'end-call', reason: 'protocol-violation', closeCode: 1008 });
+  });
+
+  it('after an upstream loss, keeps exactly the words the caller heard, cut at the played position', () => {
+    const h = SessionHarness.answering();
+    // Ten words over 2000 ms of audio; the caller hears 700 ms of it before the upstream dies.
+    h.realtime({ type: 'response.output_audio_transcript.delta', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 0, delta: 'one two three four five six seven eight nine ten' });
+    for (let i = 0; i < 20; i++) h.delta('resp_1', 'item_a', 100);
+    h.advance(700);
+    h.feed({ kind: 'upstream-closed', code: 1006, reason: 'dropped' });
+    // 700 / 2000 of ten words: three whole words were heard.
+    expect(h.session.transcript.filter((t) => t.role === 'assistant')).toEqual([{ role: 'assistant', itemId: 'item_a', text: 'one two three' }]);
+    h.feed({ kind: 'upstream-open' });
+    expect(h.toRealtime()).toContainEqual({
+      type: 'conversation.item.create',
+      item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'one two three' }] },
+    });
   });
 });

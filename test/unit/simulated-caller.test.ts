@@ -360,8 +360,8 @@ describe('SimulatedCaller: playback model', () => {
     await sleep(300);
     const clearAt = svc.send({ event: 'clear', streamSid: call.streamSid });
     const y = await svc.waitFor(isMarkEcho('y'));
-    const x = svc.messages.find(isMarkEcho('x'))!;
-    expect(x).toBeDefined();
+    const x = svc.messages.find(isMarkEcho('x'));
+    if (x === undefined) throw new Error("mark x was never echoed");
     expect(svc.messages.indexOf(x)).toBeLessThan(svc.messages.indexOf(y));
     expect(y.at - clearAt).toBeLessThan(TOL);
     expect(call.marksEchoed.map((m) => [m.name, m.cause])).toEqual([
