@@ -30,6 +30,19 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** The service on an ephemeral port with `upstreamUrl` as its Realtime endpoint, closed after the test. */
+async function serveAgainst(upstreamUrl: string): Promise<{ server: CallbridgeServer; appPort: number }> {
+  const config = { ...loadConfig({ REALTIME_BACKEND: 'openai', OPENAI_REALTIME_URL: upstreamUrl }), logLevel: 'silent' as const };
+  const server: CallbridgeServer = await buildServer({ config, logger: createLogger('silent') });
+  cleanups.push(async () => {
+    await server.endAllCalls(500);
+    await server.app.close();
+  });
+  await server.app.listen({ port: 0, host: '127.0.0.1' });
+  const { port: appPort } = server.app.server.address() as { port: number };
+  return { server, appPort };
+}
+
 function responseCreates(fake: LocalRealtimeServer, connectionId: number): number {
   return upstreamEvents(fake, connectionId).filter((e) => e.type === 'response.create').length;
 }
@@ -90,14 +103,7 @@ describe('upstream faults', () => {
   it('refused for a while: retries with backoff until the upstream is back, caller audio kept meanwhile', async () => {
     const first = await startLocalRealtimeServer({ record: true, speed: Number.POSITIVE_INFINITY });
     const port = first.port;
-    const config = { ...loadConfig({ REALTIME_BACKEND: 'openai', OPENAI_REALTIME_URL: first.url }), logLevel: 'silent' as const };
-    const server: CallbridgeServer = await buildServer({ config, logger: createLogger('silent') });
-    cleanups.push(async () => {
-      await server.endAllCalls(500);
-      await server.app.close();
-    });
-    await server.app.listen({ port: 0, host: '127.0.0.1' });
-    const { port: appPort } = server.app.server.address() as { port: number };
+    const { appPort } = await serveAgainst(first.url);
     await first.close(); // nothing listens on the upstream port now: connections are refused
 
     const caller = new SimulatedCaller({ url: `ws://127.0.0.1:${appPort}/media-stream`, audio: YES });
@@ -148,14 +154,7 @@ describe('upstream faults', () => {
       await new Promise<void>((resolve) => hole.close(() => resolve()));
     });
     const { port: holePort } = hole.address() as { port: number };
-    const config = { ...loadConfig({ REALTIME_BACKEND: 'openai', OPENAI_REALTIME_URL: `ws://127.0.0.1:${holePort}/v1/realtime` }), logLevel: 'silent' as const };
-    const server: CallbridgeServer = await buildServer({ config, logger: createLogger('silent') });
-    cleanups.push(async () => {
-      await server.endAllCalls(500);
-      await server.app.close();
-    });
-    await server.app.listen({ port: 0, host: '127.0.0.1' });
-    const { port: appPort } = server.app.server.address() as { port: number };
+    const { server, appPort } = await serveAgainst(`ws://127.0.0.1:${holePort}/v1/realtime`);
 
     const caller = new SimulatedCaller({ url: `ws://127.0.0.1:${appPort}/media-stream`, audio: YES });
     cleanups.push(async () => void (await caller.hangUp()));

@@ -94,6 +94,17 @@ describe('PlayoutTracker', () => {
     expect(p.trackedItemIds()).toEqual(new Set(['item_b']));
   });
 
+  it('tracks a second content part of the same item as its own stretch', () => {
+    const p = new PlayoutTracker();
+    p.recordSent(ITEM_A, 300, 0);
+    p.recordSent({ ...ITEM_A, contentIndex: 1 }, 200, 0);
+    p.createMark();
+    expect(p.heardItems(400).map((h) => [h.itemId, h.contentIndex, h.sentMs, h.heardMs])).toEqual([
+      ['item_a', 0, 300, 300],
+      ['item_a', 1, 200, 100],
+    ]);
+  });
+
   it('treats foreign and malformed mark names as unknown', () => {
     const p = new PlayoutTracker();
     send(p, ITEM_A, 100, 0);
