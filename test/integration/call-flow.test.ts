@@ -70,6 +70,9 @@ function sample(exposition: string, series: string): number {
   return Number(line.slice(series.length + 1));
 }
 
+/** An upstream closed "at once" on a hang-up: far below any timeout the bridge has (the shortest is 1 s). */
+const HANG_UP_CLOSE_MS = 500;
+
 let rig: Rig | null = null;
 afterEach(async () => {
   await rig?.close();
@@ -210,7 +213,8 @@ describe('call flow on real sockets', () => {
     const closed = await rig.fake.waitForClose(1, 2000);
     const closedAfterMs = performance.now() - hungUpAt;
     expect(closed.code).toBe(1000);
-    expect(closedAfterMs).toBeLessThan(100);
+    // At once: not after a close handshake or any timeout (those are seconds); the margin is for a loaded machine.
+    expect(closedAfterMs).toBeLessThan(HANG_UP_CLOSE_MS);
     await eventually(() => rig!.server.calls.size === 0, 'call removed');
     expect(rig.fake.connectionsOpen).toBe(0);
     const ended = rig.logs.find((l) => l.msg === 'call ended');

@@ -38,6 +38,9 @@ async function openTwilioSocket(url: string): Promise<WebSocket> {
   return ws;
 }
 
+/** "At once": far below any timeout the bridge has (the shortest is 1 s); the margin is for a loaded machine. */
+const HANG_UP_CLOSE_MS = 500;
+
 let rig: Rig | null = null;
 let blackHole: Server | null = null;
 const held: Socket[] = [];
@@ -50,7 +53,7 @@ afterEach(async () => {
 });
 
 describe('hang-up', () => {
-  it('a media socket that closes without stop closes the upstream within 100 ms', async () => {
+  it('a media socket that closes without stop closes the upstream at once', async () => {
     rig = await startRig();
     const ws = await openTwilioSocket(rig.mediaUrl);
     ws.send(START('CA11111111111111111111111111111111'));
@@ -59,7 +62,7 @@ describe('hang-up', () => {
     const t0 = performance.now();
     ws.terminate(); // no stop, no close frame: the line just dropped
     const closed = await rig.fake.waitForClose(1, 2000);
-    expect(performance.now() - t0).toBeLessThan(100);
+    expect(performance.now() - t0).toBeLessThan(HANG_UP_CLOSE_MS);
     expect(closed.code).toBe(1000);
     await eventually(() => rig!.server.calls.size === 0, 'call removed');
     expect(rig.logs.find((l) => l.msg === 'call ended')).toMatchObject({ reason: 'twilio-closed' });
@@ -85,7 +88,7 @@ describe('hang-up', () => {
       const upstreamClosed = new Promise<number>((resolve) => upstream.once('close', () => resolve(performance.now())));
       const t0 = performance.now();
       ws.send(JSON.stringify({ event: 'stop', sequenceNumber: '2', streamSid: 'MZ11111111111111111111111111111111', stop: { accountSid: 'AC1', callSid: 'CA2' } }));
-      expect((await upstreamClosed) - t0).toBeLessThan(100);
+      expect((await upstreamClosed) - t0).toBeLessThan(HANG_UP_CLOSE_MS);
       await eventually(() => server.calls.size === 0, 'call removed', 5000);
     } finally {
       await server.endAllCalls(500);
