@@ -100,9 +100,10 @@ export function stepReport(r: StepResult, command: string): string {
   if (b.liveHeapMiB !== null) {
     const grew = b.liveHeapMiB.end - b.liveHeapMiB.start;
     row(
-      'bridge live JS heap after a full GC (window start → end)',
-      `**${fmt(b.liveHeapMiB.start, 1)} → ${fmt(b.liveHeapMiB.end, 1)} MiB** (${grew >= 0 ? '+' : ''}${fmt(grew, 2)} MiB over ${fmt(r.wallS / 60, 1)} min, ` +
-        `${fmt((grew * 1024) / calls, 1)} KiB per call; --live-heap, forced through the bridge's inspector outside the window)`,
+      'bridge live JS heap after a full GC (idle; window start → end; calls over)',
+      `idle ${fmt(b.liveHeapMiB.idle, 1)} MiB; **${fmt(b.liveHeapMiB.start, 1)} → ${fmt(b.liveHeapMiB.end, 1)} MiB** (${grew >= 0 ? '+' : ''}${fmt(grew, 2)} MiB over ${fmt(r.wallS / 60, 1)} min, ` +
+        `${fmt((grew * 1024) / calls, 1)} KiB per call; --live-heap, forced through the bridge's inspector outside the window); ` +
+        `**${fmt(b.liveHeapMiB.afterCalls, 1)} MiB** once every call had ended`,
     );
   }
   row(

@@ -98,7 +98,7 @@ export interface StepResult {
     peakRssKiB: number;
     /** MiB per minute over the window, and over its second half */
     /** live JS heap after a full GC at the window's start and end (--live-heap) */
-    liveHeapMiB: { start: number; end: number } | null;
+    liveHeapMiB: { idle: number; start: number; end: number; afterCalls: number } | null;
     rssSlope: number;
     rssSlopeLastHalf: number;
     rssSamples: number;
@@ -194,6 +194,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     const idle0 = readTree(b.pid);
     await sleep(IDLE_MEASURE_MS);
     const idle1 = readTree(b.pid);
+    const liveHeapIdle = o.liveHeap ? await liveHeapOf(b) : null;
 
     // Ramp up, one call at a time: each waits for its upstream session, which pairs the two.
     progress(`placing ${calls} calls over ${rampMs / 1000} s, warm-up ${WARM_UP_MS / 1000} s, window ${seconds} s`);
@@ -266,6 +267,8 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
       await sleep(100);
       m2 = await scrape(b.metricsUrl);
     }
+    // With every call over, what is left of their state: a leak shows here, call history does not.
+    const liveHeapAfter = o.liveHeap ? await liveHeapOf(b) : null;
     const termAt = performance.now();
     b.child.kill('SIGTERM');
     const killTimer = setTimeout(() => b.child.kill('SIGKILL'), CHILD_EXIT_TIMEOUT_MS);
@@ -397,7 +400,10 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
         rss0KiB: w0.rssKiB,
         rss1KiB: w1.rssKiB,
         peakRssKiB,
-        liveHeapMiB: liveHeap0 === null || liveHeap1 === null ? null : { start: liveHeap0, end: liveHeap1 },
+        liveHeapMiB:
+          liveHeapIdle === null || liveHeap0 === null || liveHeap1 === null || liveHeapAfter === null
+            ? null
+            : { idle: liveHeapIdle, start: liveHeap0, end: liveHeap1, afterCalls: liveHeapAfter },
         rssSlope: slope(rssPoints),
         rssSlopeLastHalf: slope(half),
         rssSamples: rssPoints.length,
