@@ -3,6 +3,8 @@
  * The beta shapes (`response.audio.delta`, flat `input_audio_format`) are gone and must not
  * appear here.
  */
+import { isJsonObject } from '../util/json.js';
+import type { JsonObject } from '../util/json.js';
 
 // ---------------------------------------------------------------- session configuration
 
@@ -356,11 +358,7 @@ export type RealtimeParseResult =
   | { ok: true; event: RealtimeServerEvent | OtherServerEvent }
   | { ok: false; error: string };
 
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+type Json = JsonObject;
 
 /** Fields that must be present (with the given JS type) for each event the bridge acts on. */
 const REQUIRED: Partial<Record<RealtimeServerEventType, ReadonlyArray<readonly [string, 'string' | 'number' | 'object']>>> = {
@@ -417,14 +415,14 @@ export function parseServerEvent(text: string): RealtimeParseResult {
   } catch {
     return { ok: false, error: 'not valid JSON' };
   }
-  if (!isObject(raw)) return { ok: false, error: 'not a JSON object' };
+  if (!isJsonObject(raw)) return { ok: false, error: 'not a JSON object' };
   const type = raw['type'];
   if (typeof type !== 'string') return { ok: false, error: 'missing "type"' };
   if (!KNOWN.has(type)) return { ok: true, event: { type: 'other', originalType: type } };
   const required = REQUIRED[type as RealtimeServerEventType] ?? [];
   for (const [field, kind] of required) {
     const v = raw[field];
-    if (kind === 'object' ? !isObject(v) : typeof v !== kind) {
+    if (kind === 'object' ? !isJsonObject(v) : typeof v !== kind) {
       return { ok: false, error: `${type}: field "${field}" must be a ${kind}` };
     }
   }
@@ -453,7 +451,7 @@ export function parseClientEventEnvelope(text: string): { ok: true; event: Json 
   } catch {
     return { ok: false, error: 'not valid JSON' };
   }
-  if (!isObject(raw)) return { ok: false, error: 'not a JSON object' };
+  if (!isJsonObject(raw)) return { ok: false, error: 'not a JSON object' };
   if (typeof raw['type'] !== 'string') return { ok: false, error: 'missing "type"' };
   return { ok: true, event: raw as Json & { type: string } };
 }

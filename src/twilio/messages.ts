@@ -3,6 +3,8 @@
  * Inbound frames are parsed into a typed value or a typed error; nothing past this module
  * sees untyped JSON.
  */
+import { isJsonObject } from '../util/json.js';
+import type { JsonObject } from '../util/json.js';
 
 export interface MediaFormat {
   encoding: string;
@@ -110,7 +112,7 @@ export type TwilioParseResult =
   | { ok: true; message: TwilioInbound }
   | { ok: false; error: TwilioParseError };
 
-type Json = Record<string, unknown>;
+type Json = JsonObject;
 
 class FieldError extends Error {
   constructor(
@@ -121,14 +123,10 @@ class FieldError extends Error {
   }
 }
 
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function obj(parent: Json, key: string, path: string): Json {
   const v = parent[key];
   if (v === undefined) throw new FieldError('missing-field', `${path}.${key} is missing`);
-  if (!isObject(v)) throw new FieldError('wrong-type', `${path}.${key} must be an object`);
+  if (!isJsonObject(v)) throw new FieldError('wrong-type', `${path}.${key} must be an object`);
   return v;
 }
 
@@ -155,7 +153,7 @@ export function isStrictBase64(s: string): boolean {
 function parseStart(m: Json): TwilioStart {
   const start = obj(m, 'start', 'start');
   const mf = start['mediaFormat'];
-  const mediaFormat: MediaFormat = isObject(mf)
+  const mediaFormat: MediaFormat = isJsonObject(mf)
     ? {
         encoding: optStr(mf, 'encoding', 'start.mediaFormat', 'audio/x-mulaw'),
         sampleRate: Number(mf['sampleRate'] ?? 8000),
@@ -165,7 +163,7 @@ function parseStart(m: Json): TwilioStart {
   const cp = start['customParameters'];
   const customParameters: Record<string, string> = {};
   if (cp !== undefined) {
-    if (!isObject(cp)) throw new FieldError('wrong-type', 'start.customParameters must be an object');
+    if (!isJsonObject(cp)) throw new FieldError('wrong-type', 'start.customParameters must be an object');
     for (const [k, v] of Object.entries(cp)) {
       if (typeof v !== 'string') throw new FieldError('wrong-type', `start.customParameters.${k} must be a string`);
       customParameters[k] = v;
@@ -240,7 +238,7 @@ function parseObject(m: Json): TwilioInbound {
       };
     }
     case 'stop': {
-      const stop = isObject(m['stop']) ? (m['stop'] as Json) : {};
+      const stop = isJsonObject(m['stop']) ? (m['stop'] as Json) : {};
       return {
         event,
         sequenceNumber: optStr(m, 'sequenceNumber', 'stop', '0'),
@@ -264,7 +262,7 @@ export function parseTwilioMessage(text: string): TwilioParseResult {
   } catch {
     return { ok: false, error: { reason: 'not-json', detail: 'frame is not valid JSON' } };
   }
-  if (!isObject(raw)) return { ok: false, error: { reason: 'not-object', detail: 'frame is not a JSON object' } };
+  if (!isJsonObject(raw)) return { ok: false, error: { reason: 'not-object', detail: 'frame is not a JSON object' } };
   try {
     return { ok: true, message: parseObject(raw) };
   } catch (err) {

@@ -31,6 +31,8 @@ import { alawDecode, alawEncode, mulawDecode, mulawEncode } from '../../audio/g7
 import { Downsampler3x, Upsampler3x } from '../../audio/resampler.js';
 import { parseClientEventEnvelope } from '../events.js';
 import { EnergyVad, type VadConfig, type VadEvent } from './vad.js';
+import { isJsonObject } from '../../util/json.js';
+import type { JsonObject } from '../../util/json.js';
 
 // ---------------------------------------------------------------- units and limits
 
@@ -265,7 +267,7 @@ const RESPONSE_KEYS = new Set([
 
 // ---------------------------------------------------------------- errors
 
-type Json = Record<string, unknown>;
+type Json = JsonObject;
 
 /** A client mistake, thrown inside a handler and turned into one `error` event at `handle`. */
 class ClientError extends Error {
@@ -283,10 +285,6 @@ class BetaShapeError extends Error {
   constructor(readonly param: string | null) {
     super(BETA_MESSAGE);
   }
-}
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function describeType(v: unknown): string {
@@ -324,7 +322,7 @@ function unknownParameter(param: string): ClientError {
 }
 
 function readObject(v: unknown, param: string): Json {
-  if (!isObject(v)) throw invalidType(param, 'an object', v);
+  if (!isJsonObject(v)) throw invalidType(param, 'an object', v);
   return v;
 }
 
@@ -432,7 +430,7 @@ function readTools(v: unknown, param: string): DeclaredTool[] {
 
 function readToolChoice(v: unknown, param: string): ToolChoice {
   if (typeof v === 'string') return readEnum(v, param, ['auto', 'none', 'required'] as const);
-  if (!isObject(v)) throw invalidType(param, "a string or an object", v);
+  if (!isJsonObject(v)) throw invalidType(param, "a string or an object", v);
   if (v['type'] === undefined) throw missing(`${param}.type`);
   // Local rule: MCP tool choices are not offered, like MCP tools.
   const type = readEnum(v['type'], `${param}.type`, ['function'] as const);
@@ -1816,7 +1814,7 @@ export class Conversation {
  */
 function checkAnswerCall(call: AnswerFunctionCall | undefined | null, ctx: Required<AnswerContext>): AnswerFunctionCall | null {
   if (call === undefined || call === null) return null;
-  if (!isObject(call) || typeof call.name !== 'string' || typeof call.arguments !== 'string') {
+  if (!isJsonObject(call) || typeof call.name !== 'string' || typeof call.arguments !== 'string') {
     throw new Error('the answer source\'s functionCall must be { name: string, arguments: string }');
   }
   if (ctx.toolChoice === 'none') throw new Error(`the answer source called '${call.name}' although tool_choice is 'none'`);
