@@ -4,8 +4,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, extname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isJsonObject, mergeAgentJson } from './agent/merge.js';
+import { BUILTIN_PLACEHOLDERS, CONTEXT_PREFIX, unknownPlaceholders } from './agent/template.js';
 
 export const MIN_SILENCE_DURATION_MS = 500;
 
@@ -62,6 +64,11 @@ export interface AgentConfig {
   tools: ToolConfig[];
   dtmf: DtmfConfig | null;
   idle: IdleConfig | null;
+  /**
+   * What the agent says, word for word, to an answering machine on an outbound call with
+   * answering-machine detection, before it hangs up; null: hang up without a message.
+   */
+  voicemail: string | null;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -108,11 +115,42 @@ export interface AppConfig {
   configFile: string;
   /** TOOLS_SECRET: key of the `X-Callbridge-Signature` HMAC-SHA256 on http tool requests; `null`: unsigned */
   toolsSecret: string | null;
+  /** REPORTS_DIR, CALL_REPORT_URL, RECORD_AUDIO: what each call leaves behind (parseReportSettings) */
+  reports: ReportSettings;
   /** TWILIO_API_BASE_URL (no trailing slash): https, or http on loopback only (tests, fakes) */
   twilioApiBaseUrl: string;
   /** to be logged at start (`logger.warn`): degraded but working set-ups */
   startupWarnings: string[];
+  /** the default profile: the main config file's agent, which answers every number `numbers` does not map */
   agent: AgentConfig;
+  /** the other profiles (`numbers`, `profiles` of the config file), merged over `agent` */
+  profiles: AgentProfiles;
+  /** AGENT_CONFIG_URL: asked per call for overrides of the profile; null: the static profiles only */
+  agentConfigUrl: string | null;
+  /** AGENT_CONFIG_TIMEOUT_MS: how long a call's agent may wait for AGENT_CONFIG_URL's answer */
+  agentConfigTimeoutMs: number;
+  /** API_TOKEN: bearer token of POST /calls (outbound calls); null: the route does not exist */
+  apiToken: string | null;
+  /** TWILIO_FROM_NUMBER (E.164): the caller id of outbound calls */
+  twilioFromNumber: string | null;
+}
+
+/** A named agent: a profile file merged over the main config (see `refineAgentConfig`). */
+export interface AgentProfile {
+  /** its `name` key, else the file's base name without `.json`; how an outbound call selects it */
+  name: string;
+  /** the profile file, absolute */
+  file: string;
+  agent: AgentConfig;
+}
+
+export interface AgentProfiles {
+  /** the default profile's name: the main config's `name` key, else "default" */
+  defaultName: string;
+  /** every profile file by name (the default profile is AppConfig.agent, not listed here) */
+  byName: ReadonlyMap<string, AgentProfile>;
+  /** the service's own number (E.164) → the name of the profile that answers it */
+  numbers: ReadonlyMap<string, string>;
 }
 
 export class ConfigError extends Error {
@@ -188,6 +226,7 @@ export const AGENT_CONFIG_KEYS: readonly string[] = [
   'tools',
   'dtmf',
   'idle',
+  'voicemail',
 ];
 
 /** Keys of the nested objects of the agent config file. */
@@ -214,14 +253,20 @@ export function toolName(tool: ToolConfig): string {
   return tool.type === 'http' ? tool.name : tool.type;
 }
 
-export function parseAgentConfig(raw: unknown): AgentConfig {
+/**
+ * Validates an agent config (a config file, a profile file merged over it, a webhook's answer
+ * merged over a profile) and returns it typed, or throws a ConfigError naming every offending key.
+ * `extraKeys`: top-level keys the caller reads itself (the main file's `numbers`, say); their
+ * names pass the unknown-key check here, their values are the caller's to check.
+ */
+export function parseAgentConfig(raw: unknown, extraKeys: readonly string[] = []): AgentConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(['config file must hold a JSON object']);
   const root = raw as Json;
   const r = new Reader(root);
   const transcription = root['transcription'];
   const noise = root['noiseReduction'];
   const problems: string[] = [];
-  checkKeys(root, '', AGENT_CONFIG_KEYS, problems);
+  checkKeys(root, '', [...AGENT_CONFIG_KEYS, ...extraKeys], problems);
   for (const [key, known] of Object.entries(NESTED_KEYS)) {
     const v = root[key];
     if (isObject(v)) checkKeys(v, key, known, problems);
@@ -247,10 +292,83 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     tools: parseTools(root, problems),
     dtmf: parseDtmf(root, problems),
     idle: parseIdle(root, problems),
+    voicemail: parseVoicemail(root, problems),
   };
+  checkPlaceholders(agent, problems);
   const all = [...r.problems, ...problems];
   if (all.length > 0) throw new ConfigError(all);
   return agent;
+}
+
+/** The texts that take caller context placeholders (src/agent/template.ts), by key. */
+export function templatedTexts(agent: AgentConfig): Array<[key: string, text: string]> {
+  const texts: Array<[string, string]> = [['instructions', agent.instructions]];
+  if (agent.greeting !== null) {
+    texts.push('text' in agent.greeting ? ['greeting.text', agent.greeting.text] : ['greeting.instructions', agent.greeting.instructions]);
+  }
+  if (agent.voicemail !== null) texts.push(['voicemail', agent.voicemail]);
+  return texts;
+}
+
+/**
+ * A placeholder no call could fill is a typo, caught at start like an unknown key. Context
+ * parameters (`{{context.x}}`) pass: which ones a call brings is only known on the call.
+ */
+function checkPlaceholders(agent: AgentConfig, problems: string[]): void {
+  const known = [...BUILTIN_PLACEHOLDERS, `${CONTEXT_PREFIX}<parameter>`];
+  for (const [key, text] of templatedTexts(agent)) {
+    for (const name of unknownPlaceholders(text)) {
+      const guess = closest(name, BUILTIN_PLACEHOLDERS);
+      problems.push(
+        `${key} has an unknown placeholder {{${name}}}` +
+          (guess === null ? ` (known: ${known.map((k) => `{{${k}}}`).join(', ')})` : ` (did you mean {{${guess}}}?)`),
+      );
+    }
+  }
+}
+
+/** An agent config as its file would say it: parseAgentConfig(agentConfigToJson(a)) equals a. */
+export function agentConfigToJson(agent: AgentConfig): Json {
+  return {
+    model: agent.model,
+    instructions: agent.instructions,
+    voice: agent.voice,
+    transcription: agent.transcriptionModel === null ? null : { model: agent.transcriptionModel },
+    noiseReduction: agent.noiseReduction,
+    turnDetection: { ...agent.turnDetection },
+    interruption: { suppressDeltasMs: agent.suppressDeltasMs },
+    playout: { markIntervalMs: agent.markIntervalMs },
+    limits: { maxBufferedInboundMs: agent.maxBufferedInboundMs },
+    greeting: agent.greeting === null ? null : { ...agent.greeting },
+    tools: agent.tools.map((tool) => ({ ...tool })),
+    dtmf: agent.dtmf === null ? null : { ...agent.dtmf },
+    idle: agent.idle === null ? null : { ...agent.idle },
+    voicemail: agent.voicemail,
+  };
+}
+
+/**
+ * `overlay` (a profile file, a webhook's answer: any keys of the config file's schema) over
+ * `base`: objects merged key by key, arrays such as `tools` and every other value replaced
+ * (src/agent/merge.ts); the result validated like a config file. Throws a ConfigError naming each
+ * offending key.
+ */
+export function refineAgentConfig(base: AgentConfig, overlay: Json): AgentConfig {
+  const agent = parseAgentConfig(mergeAgentJson(agentConfigToJson(base), overlay));
+  // The model names the Realtime URL, which is the service's, chosen once at start-up.
+  if (agent.model !== base.model) {
+    throw new ConfigError([`model ${JSON.stringify(agent.model)} differs from the service's ${JSON.stringify(base.model)}: the model is chosen once, for every call`]);
+  }
+  return agent;
+}
+
+/**
+ * The tools that can work with these credentials: `transfer_call` needs the Twilio REST API.
+ * `dropped` names what was taken out, for a warning.
+ */
+export function offerableTools(agent: AgentConfig, restCredentials: boolean): { agent: AgentConfig; dropped: string[] } {
+  if (restCredentials || !agent.tools.some((t) => t.type === 'transfer_call')) return { agent, dropped: [] };
+  return { agent: { ...agent, tools: agent.tools.filter((t) => t.type !== 'transfer_call') }, dropped: ['transfer_call'] };
 }
 
 function isObject(v: unknown): v is Json {
@@ -340,6 +458,19 @@ function parseGreeting(root: Json, problems: string[]): GreetingConfig {
   }
   if (hasText) return { text: nonEmptyString(v['text'], 'greeting.text', problems) };
   return { instructions: nonEmptyString(v['instructions'], 'greeting.instructions', problems) };
+}
+
+/**
+ * Outbound calls' voicemail. Bounded: Twilio's `<Say>` (the REST fallback, README "Outbound
+ * calls") takes 4096 characters, and a message longer than a minute or so is cut by most machines.
+ */
+export const MAX_VOICEMAIL_CHARS = 1000;
+
+function parseVoicemail(root: Json, problems: string[]): string | null {
+  if (!has(root, 'voicemail') || root['voicemail'] === null) return null;
+  const text = nonEmptyString(root['voicemail'], 'voicemail', problems);
+  if (text.length > MAX_VOICEMAIL_CHARS) problems.push(`voicemail must be at most ${MAX_VOICEMAIL_CHARS} characters, got ${text.length}`);
+  return text;
 }
 
 function parseTools(root: Json, problems: string[]): ToolConfig[] {
@@ -536,7 +667,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath?: st
   }
   let parsed: AgentConfig;
   try {
-    parsed = parseAgentConfig(raw);
+    parsed = parseAgentConfig(raw, PROFILE_SET_KEYS);
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(err.problems.map((p) => `${configFile}: ${p}`));
     throw err;
@@ -605,35 +736,51 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath?: st
   }
   const twilioAccountSid = nonEmpty(env['TWILIO_ACCOUNT_SID']);
   const toolsSecret = nonEmpty(env['TOOLS_SECRET']);
+  const reports = parseReportSettings(env, toolsSecret, problems);
+  const agentConfigUrl = nonEmpty(env['AGENT_CONFIG_URL']);
+  if (agentConfigUrl !== null && !isUrl(agentConfigUrl, ['http:', 'https:'])) problems.push(`AGENT_CONFIG_URL must be an http(s) URL, got "${agentConfigUrl}"`);
+  const agentConfigTimeoutMs = intEnv('AGENT_CONFIG_TIMEOUT_MS', DEFAULT_AGENT_CONFIG_TIMEOUT_MS, 100, MAX_AGENT_CONFIG_TIMEOUT_MS);
+  // Outbound calls (POST /calls): the bearer token, and the number they are placed from.
+  const apiToken = nonEmpty(env['API_TOKEN']);
+  if (apiToken !== null && apiToken.length < MIN_API_TOKEN_CHARS) problems.push(`API_TOKEN must be at least ${MIN_API_TOKEN_CHARS} characters (it lets its holder place calls), got ${apiToken.length}`);
+  const twilioFromNumber = nonEmpty(env['TWILIO_FROM_NUMBER']);
+  if (twilioFromNumber !== null && !/^\+[1-9]\d{1,14}$/.test(twilioFromNumber)) problems.push(`TWILIO_FROM_NUMBER must be an E.164 number (e.g. +15551234567), got "${twilioFromNumber}"`);
 
   if (problems.length > 0) throw new ConfigError(problems);
 
-  const startupWarnings: string[] = [];
+  const startupWarnings: string[] = [...reports.warnings];
   const restCredentials = twilioAccountSid !== null && twilioAuthToken !== null;
-  const httpTools = parsed.tools.filter((t): t is HttpTool => t.type === 'http');
+  const offered = offerableTools(parsed, restCredentials);
+  if (offered.dropped.length > 0) startupWarnings.push(transferDroppedWarning(null));
+  const agent = offered.agent;
+  const profileProblems: string[] = [];
+  const profiles = loadProfiles(configFile, raw as Json, agent, restCredentials, profileProblems, startupWarnings);
+  if (profileProblems.length > 0) throw new ConfigError(profileProblems);
+
+  const everyAgent = [agent, ...[...profiles.byName.values()].map((p) => p.agent)];
+  const httpTools = [...new Set(everyAgent.flatMap((a) => a.tools.flatMap((t) => (t.type === 'http' ? [t.name] : []))))];
   if (httpTools.length > 0 && toolsSecret === null) {
     startupWarnings.push(
-      `TOOLS_SECRET is not set: requests to the http tools (${httpTools.map((t) => t.name).join(', ')}) are unsigned, so their endpoints cannot tell them from anyone else's`,
+      `TOOLS_SECRET is not set: requests to the http tools (${httpTools.join(', ')}) are unsigned, so their endpoints cannot tell them from anyone else's`,
     );
   }
-  let tools = parsed.tools;
-  if (!restCredentials && tools.some((t) => t.type === 'transfer_call')) {
-    tools = tools.filter((t) => t.type !== 'transfer_call');
-    startupWarnings.push(
-      'transfer_call is configured but TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set: it is not offered to the model (a transfer needs the Twilio REST API)',
-    );
+  if (agentConfigUrl !== null && toolsSecret === null) {
+    startupWarnings.push('TOOLS_SECRET is not set: the requests to AGENT_CONFIG_URL are unsigned, so it cannot tell them from anyone else\'s');
   }
-  if (!restCredentials && tools.some((t) => t.type === 'end_call')) {
+  if (!restCredentials && everyAgent.some((a) => a.tools.some((t) => t.type === 'end_call'))) {
     startupWarnings.push(
       'end_call without TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: the call is ended by closing the media stream only (Twilio then ends the call, since nothing follows <Connect>)',
     );
+  }
+  const outboundMissing = missingForOutbound({ twilioAccountSid, twilioAuthToken, publicUrl, twilioFromNumber });
+  if (apiToken !== null && outboundMissing.length > 0) {
+    startupWarnings.push(`API_TOKEN is set but ${outboundMissing.join(', ')} ${outboundMissing.length === 1 ? 'is' : 'are'} not: POST /calls answers 503 until ${outboundMissing.length === 1 ? 'it is' : 'they are'} set`);
   }
   if (workers > maxCalls) {
     startupWarnings.push(
       `WORKERS=${workers} is more than MAX_CALLS=${maxCalls}: each worker admits at least one call, so the service may take up to ${workers} calls at once`,
     );
   }
-  const agent: AgentConfig = { ...parsed, tools };
 
   return {
     port,
@@ -653,9 +800,179 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configPath?: st
     drainTimeoutMs: drainTimeoutS * 1000,
     configFile,
     toolsSecret,
+    reports: reports.settings,
     twilioApiBaseUrl: twilioApiBaseUrlRaw.replace(/\/+$/, ''),
     startupWarnings,
     agent,
+    profiles,
+    agentConfigUrl,
+    agentConfigTimeoutMs,
+    apiToken,
+    twilioFromNumber,
+  };
+}
+
+/** A bearer token shorter than this is guessable. */
+export const MIN_API_TOKEN_CHARS = 16;
+
+/** What an outbound call needs besides API_TOKEN, by env name: empty when it can be placed. */
+export function missingForOutbound(config: Pick<AppConfig, 'twilioAccountSid' | 'twilioAuthToken' | 'publicUrl' | 'twilioFromNumber'>): string[] {
+  const missing: string[] = [];
+  if (config.twilioAccountSid === null) missing.push('TWILIO_ACCOUNT_SID');
+  if (config.twilioAuthToken === null) missing.push('TWILIO_AUTH_TOKEN');
+  if (config.publicUrl === null) missing.push('PUBLIC_URL');
+  if (config.twilioFromNumber === null) missing.push('TWILIO_FROM_NUMBER');
+  return missing;
+}
+
+export const DEFAULT_AGENT_CONFIG_TIMEOUT_MS = 3000;
+/**
+ * A call whose agent is not known does not start talking, and a call not talking after 5 s is
+ * given up on (FIRST_CONNECT_GIVE_UP_MS): the wait must end well before that.
+ */
+export const MAX_AGENT_CONFIG_TIMEOUT_MS = 4000;
+
+/** Keys of the main config file besides the agent's own: the other profiles and how calls reach them. */
+const PROFILE_SET_KEYS: readonly string[] = ['name', 'numbers', 'profiles'];
+/** A profile's name: what an outbound call says to select it, and what the logs show. */
+export const PROFILE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+export const DEFAULT_PROFILE_NAME = 'default';
+
+function transferDroppedWarning(file: string | null): string {
+  return `${file === null ? '' : `${file}: `}transfer_call is configured but TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set: it is not offered to the model (a transfer needs the Twilio REST API)`;
+}
+
+/**
+ * The profiles the main config file names: `numbers` (the service's number → profile file) and
+ * `profiles` (files reachable by name only). Paths are relative to the config file; a file named
+ * several times is read once. Problems name the file and the key; they stop the start.
+ */
+function loadProfiles(configFile: string, root: Json, main: AgentConfig, restCredentials: boolean, problems: string[], warnings: string[]): AgentProfiles {
+  const defaultName = has(root, 'name') ? profileNameOf(root['name'], `${configFile}: name`, problems) : DEFAULT_PROFILE_NAME;
+  const byFile = new Map<string, AgentProfile | null>();
+  const byName = new Map<string, AgentProfile>();
+  const load = (ref: unknown, key: string): AgentProfile | null => {
+    if (typeof ref !== 'string' || ref.trim() === '') {
+      problems.push(`${configFile}: ${key} must be the path of a profile file (relative to the config file), got ${JSON.stringify(ref)}`);
+      return null;
+    }
+    const file = resolve(dirname(configFile), ref);
+    const seen = byFile.get(file);
+    if (seen !== undefined) return seen;
+    const profile = readProfile(file, `${configFile}: ${key}`, main, restCredentials, problems, warnings);
+    byFile.set(file, profile);
+    if (profile === null) return null;
+    const taken = profile.name === defaultName ? configFile : byName.get(profile.name)?.file;
+    if (taken !== undefined) {
+      problems.push(`${file}: the profile name "${profile.name}" is taken by ${taken}: give one of them another "name"`);
+      return null;
+    }
+    byName.set(profile.name, profile);
+    return profile;
+  };
+
+  const numbers = new Map<string, string>();
+  if (has(root, 'numbers')) {
+    const v = root['numbers'];
+    if (!isObject(v)) {
+      problems.push(`${configFile}: numbers must be an object {"+15551234567": "profiles/sales.json", …}, got ${JSON.stringify(v)}`);
+    } else {
+      for (const [number, ref] of Object.entries(v)) {
+        if (number === '$comment') continue;
+        const key = `numbers[${JSON.stringify(number)}]`;
+        if (!E164.test(number)) {
+          problems.push(`${configFile}: ${key}: ${JSON.stringify(number)} is not an E.164 number ("+" and 2-15 digits, e.g. "+15551234567")`);
+          continue;
+        }
+        const profile = load(ref, key);
+        if (profile !== null) numbers.set(number, profile.name);
+      }
+    }
+  }
+  if (has(root, 'profiles')) {
+    const v = root['profiles'];
+    if (!Array.isArray(v)) problems.push(`${configFile}: profiles must be an array of profile file paths, got ${JSON.stringify(v)}`);
+    else v.forEach((ref: unknown, i) => load(ref, `profiles[${i}]`));
+  }
+  return { defaultName, byName, numbers };
+}
+
+/** One profile file: the config schema plus `name`, merged over the main config's agent. */
+function readProfile(file: string, referredBy: string, main: AgentConfig, restCredentials: boolean, problems: string[], warnings: string[]): AgentProfile | null {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    problems.push(`${referredBy}: cannot read ${file}: ${(err as Error).message}`);
+    return null;
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    problems.push(`${referredBy}: ${file} is not valid JSON: ${(err as Error).message}`);
+    return null;
+  }
+  if (!isObject(raw)) {
+    problems.push(`${file}: a profile file must hold a JSON object`);
+    return null;
+  }
+  const before = problems.length;
+  for (const key of ['numbers', 'profiles']) {
+    if (has(raw, key)) problems.push(`${file}: ${key} belongs in the main config file, not in a profile`);
+  }
+  const name = has(raw, 'name')
+    ? profileNameOf(raw['name'], `${file}: name`, problems)
+    : profileNameOf(basename(file, extname(file)), `${file}: the file name (used as the profile's name when it has no "name")`, problems);
+  const overlay = Object.fromEntries(Object.entries(raw).filter(([key]) => !PROFILE_SET_KEYS.includes(key)));
+  let agent: AgentConfig;
+  try {
+    agent = refineAgentConfig(main, overlay);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.problems.map((p) => `${file}: ${p}`));
+    return null;
+  }
+  if (problems.length > before) return null;
+  const offered = offerableTools(agent, restCredentials);
+  if (offered.dropped.length > 0) warnings.push(transferDroppedWarning(file));
+  return { name, file, agent: offered.agent };
+}
+
+function profileNameOf(v: unknown, what: string, problems: string[]): string {
+  if (typeof v === 'string' && PROFILE_NAME.test(v)) return v;
+  problems.push(`${what} must be 1-64 letters, digits, "_" or "-", got ${JSON.stringify(v)}`);
+  return DEFAULT_PROFILE_NAME;
+}
+
+// ---------------------------------------------------------------- post-call reports and recordings
+
+export interface ReportSettings {
+  /** REPORTS_DIR: one `callbridge.report/1` JSON file per call (docs/report.md); checked writable at start */
+  reportsDir: string | null;
+  /** CALL_REPORT_URL: each report is POSTed here, signed with TOOLS_SECRET; https, or http on loopback only */
+  callReportUrl: string | null;
+  /** RECORD_AUDIO: one stereo WAV per call (caller left, what the caller heard right); checked writable at start */
+  recordAudioDir: string | null;
+}
+
+/**
+ * The environment of src/report/ and src/recording/. Folders are only named here; whether they
+ * can be written is checked when the service starts (src/main.ts), before any call.
+ */
+export function parseReportSettings(env: NodeJS.ProcessEnv, toolsSecret: string | null, problems: string[]): { settings: ReportSettings; warnings: string[] } {
+  const callReportUrl = nonEmpty(env['CALL_REPORT_URL']);
+  // Reports carry transcripts and phone numbers: never in clear text over the network.
+  if (callReportUrl !== null && !isSafeApiBase(callReportUrl)) {
+    problems.push(`CALL_REPORT_URL must be an https:// URL (http:// only on localhost, 127.x or [::1]), got "${callReportUrl}"`);
+  }
+  const warnings: string[] = [];
+  if (callReportUrl !== null && toolsSecret === null) {
+    warnings.push('CALL_REPORT_URL is set but TOOLS_SECRET is not: reports are POSTed unsigned, so the receiver cannot tell them from anyone else\'s');
+  }
+  return {
+    settings: { reportsDir: nonEmpty(env['REPORTS_DIR']), callReportUrl, recordAudioDir: nonEmpty(env['RECORD_AUDIO']) },
+    warnings,
   };
 }
 

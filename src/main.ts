@@ -14,8 +14,12 @@ import { startLocalRealtimeServer } from './realtime/local/server.js';
 import type { LocalRealtimeServer } from './realtime/local/server.js';
 import { buildServer } from './server.js';
 import type { CallbridgeServer } from './server.js';
-import { fileRecorderFactory } from './call/recorder.js';
+import { fileRecorderFactory, teeRecorderFactory } from './call/recorder.js';
 import type { RecorderFactory } from './call/recorder.js';
+import { Metrics } from './observability/metrics.js';
+import { ReportsDirError } from './report/files.js';
+import { checkCallOutputFolders, startCallOutputs } from './report/setup.js';
+import type { CallOutputs } from './report/setup.js';
 import { WORKER_COUNT_ENV } from './cluster/protocol.js';
 import type { WorkerLink } from './cluster/worker.js';
 
@@ -43,6 +47,17 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // A folder that cannot take what calls leave behind stops the start-up, before any call: a
+  // report or recording lost for every call is worse than a service that says why it will not run.
+  try {
+    checkCallOutputFolders(config.reports);
+  } catch (err) {
+    if (err instanceof ReportsDirError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
   // WORKERS > 1: this process is either the primary or one of the workers it forked. Unset or 1:
   // none of the cluster code is even loaded.
   if (process.env[WORKER_COUNT_ENV] !== undefined) {
@@ -62,12 +77,14 @@ async function runSingle(config: AppConfig): Promise<void> {
   logCrashes(logger, () => (server === null ? {} : { liveCalls: server.startedCalls, openStreams: server.calls.size, draining: server.draining }));
   const backend = await startBackend(config, logger);
   if (config.recordCallsDir !== null) logger.info({ dir: config.recordCallsDir }, 'RECORD_CALLS: capturing every call for replay');
+  const metrics = new Metrics({ collectDefault: true });
+  const outputs = startCallOutputs(config.reports, config.toolsSecret, logger, metrics);
   server = await buildServer({
     config,
     logger,
     realtimeUrl: backend.url,
-    processMetrics: true,
-    ...recorderOption(config, logger),
+    metrics,
+    ...recorderOption(config, logger, outputs),
   });
   logSecurityWarnings(config, logger);
   // Before the public port: by the time calls can arrive they can be watched, and a taken
@@ -75,7 +92,7 @@ async function runSingle(config: AppConfig): Promise<void> {
   // through the drain, which is worth watching too.
   await serveMetrics({ exposition: server.metrics, host: config.host, port: config.metricsPort, logger });
   await server.app.listen({ port: config.port, host: config.host });
-  const shutdown = shutdownOf(server, config, logger, async () => backend.local?.close());
+  const shutdown = shutdownOf(server, config, logger, outputs, async () => backend.local?.close());
   let signalled = false;
   const onSignal = (signal: string): void => {
     if (signalled) shutdown.endNow(signal);
@@ -121,13 +138,16 @@ async function runWorker(config: AppConfig, link: WorkerLink): Promise<void> {
   const realtimeUrl = link.realtimeUrl ?? config.realtimeUrl;
   // MAX_CALLS is the service's; each worker admits its share.
   const workerConfig: AppConfig = { ...config, maxCalls: Math.ceil(config.maxCalls / link.count) };
+  // Each worker reports its own calls, from its own queue; the primary sums the metrics.
+  const metrics = new Metrics({ collectDefault: true });
+  const outputs = startCallOutputs(config.reports, config.toolsSecret, logger, metrics);
   server = await buildServer({
     config: workerConfig,
     logger,
     realtimeUrl,
-    processMetrics: true,
+    metrics,
     sharedStreamClaims: link.streamClaims,
-    ...recorderOption(config, logger),
+    ...recorderOption(config, logger, outputs),
   });
   link.serveMetrics(server.metrics);
   // The primary logs "Server listening at …" once every worker listens; each worker says so in its own words.
@@ -140,7 +160,7 @@ async function runWorker(config: AppConfig, link: WorkerLink): Promise<void> {
       return `worker listening at ${address}`;
     },
   });
-  const shutdown = shutdownOf(server, config, logger, async () => {});
+  const shutdown = shutdownOf(server, config, logger, outputs, async () => {});
   link.onStop((request) => {
     // Only the primary's second signal ends calls at once; a worker's own signals only ever
     // drain (see src/cluster/worker.ts: Ctrl-C reaches the primary and every worker).
@@ -150,9 +170,16 @@ async function runWorker(config: AppConfig, link: WorkerLink): Promise<void> {
   link.ready(addresses);
 }
 
-function recorderOption(config: AppConfig, logger: Logger): { recorderFactory?: RecorderFactory } {
-  if (config.recordCallsDir === null) return {};
-  return { recorderFactory: fileRecorderFactory(config.recordCallsDir, (err, file) => logger.warn({ err: err.message, file }, 'call capture write failed')) };
+/** Every recorder a call gets: the RECORD_CALLS capture, the post-call report, the audio recording. */
+function recorderOption(config: AppConfig, logger: Logger, outputs: CallOutputs): { recorderFactory?: RecorderFactory } {
+  const factories = [...outputs.factories];
+  if (config.recordCallsDir !== null) {
+    factories.unshift(fileRecorderFactory(config.recordCallsDir, (err, file) => logger.warn({ err: err.message, file }, 'call capture write failed')));
+  }
+  const recorderFactory = teeRecorderFactory(factories, (err, ids) =>
+    logger.error({ callSid: ids.callSid, streamSid: ids.streamSid, err: (err as Error).stack ?? String(err) }, 'a call recorder failed; the others and the call go on'),
+  );
+  return recorderFactory === undefined ? {} : { recorderFactory };
 }
 
 function logSecurityWarnings(config: AppConfig, logger: Logger): void {
@@ -167,11 +194,27 @@ function logSecurityWarnings(config: AppConfig, logger: Logger): void {
 }
 
 /**
- * Drain: readiness fails at once so the load balancer stops sending calls; live calls may finish
- * for up to DRAIN_TIMEOUT_S, then the rest are ended and the process exits 0. Idempotent.
- * endNow: end the calls without waiting out the drain (a second signal).
+ * However long the calls took to drain, the reports of the last of them get this long to go out:
+ * they are made when those calls end. The Kubernetes manifests' grace period leaves it (README,
+ * Scaling out).
  */
-function shutdownOf(running: CallbridgeServer, config: AppConfig, logger: Logger, closeBackend: () => Promise<unknown>): { drain(signal: string): void; endNow(signal: string): void } {
+const REPORT_FLUSH_MIN_MS = 5000;
+/** After a second signal: a short last chance for reports and recordings already under way. */
+const REPORT_FLUSH_NOW_MS = 1000;
+
+/**
+ * Drain: readiness fails at once so the load balancer stops sending calls; live calls may finish
+ * for up to DRAIN_TIMEOUT_S, then the rest are ended; pending post-call reports and recordings
+ * are flushed for what is left of the drain (at least REPORT_FLUSH_MIN_MS), and the process exits
+ * 0. Idempotent. endNow: end the calls without waiting out the drain (a second signal).
+ */
+function shutdownOf(
+  running: CallbridgeServer,
+  config: AppConfig,
+  logger: Logger,
+  outputs: CallOutputs,
+  closeBackend: () => Promise<unknown>,
+): { drain(signal: string): void; endNow(signal: string): void } {
   let draining = false;
   let endingNow = false;
   return {
@@ -180,12 +223,16 @@ function shutdownOf(running: CallbridgeServer, config: AppConfig, logger: Logger
       draining = true;
       running.startDraining();
       logger.info({ signal, liveCalls: running.startedCalls, drainTimeoutMs: config.drainTimeoutMs }, 'draining before shutdown');
+      const drainStartedAt = Date.now();
       void (async () => {
         try {
           const finished = await running.waitForCallsToFinish(config.drainTimeoutMs);
           if (endingNow) return;
           if (!finished) logger.warn({ liveCalls: running.startedCalls, openStreams: running.calls.size }, 'drain timeout: ending the remaining calls');
           await running.endAllCalls();
+          // Every call has ended, so every report is made: send what is still queued.
+          await outputs.flush(Math.max(REPORT_FLUSH_MIN_MS, config.drainTimeoutMs - (Date.now() - drainStartedAt)));
+          if (endingNow) return;
           await running.app.close();
           await closeBackend();
           logger.info('shut down cleanly');
@@ -204,6 +251,7 @@ function shutdownOf(running: CallbridgeServer, config: AppConfig, logger: Logger
       void (async () => {
         try {
           await running.endAllCalls();
+          await outputs.flush(REPORT_FLUSH_NOW_MS);
           process.exit(0);
         } catch (err) {
           logger.error({ err: errorFields(err) }, 'ending calls on the second signal failed');

@@ -14,6 +14,7 @@ import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import type { SharedStreamClaims } from './twilio/start-verification.js';
 import { Admission } from './server/admission.js';
+import { CallAgents } from './server/call-agents.js';
 import { createApp } from './server/app.js';
 import type { App } from './server/app.js';
 import { callObserverFactory } from './server/call-observer.js';
@@ -22,6 +23,7 @@ import { registerMediaStreamRoute } from './server/media-stream-route.js';
 import { registerProbeRoutes } from './server/probe-routes.js';
 import { TwilioAccess } from './server/twilio-access.js';
 import { registerWebhookRoutes } from './server/webhook-routes.js';
+import { registerOutboundRoutes } from './server/outbound-routes.js';
 
 // What other modules and tests import from here, wherever it now lives.
 export { MAX_WS_MESSAGE_BYTES } from './server/app.js';
@@ -43,7 +45,9 @@ export interface ServerOptions {
   recorderFactory?: RecorderFactory;
   /** Register Node's default process metrics (event-loop lag, memory); off in tests. */
   processMetrics?: boolean;
-  /** Clock for call tokens and the one-stream memory (ms since the epoch); tests move it to expire them. */
+  /** The process's metrics, when something made before the server records into them too (post-call reports); default a new one. */
+  metrics?: Metrics;
+  /** Clock for call tokens, the one-stream memory and `{{now}}` (ms since the epoch); tests move it to expire them. */
   wallClock?: () => number;
   /**
    * WORKERS > 1: the primary's cluster-wide one-stream memory. Asked after this process's own
@@ -75,20 +79,23 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
   const { config, logger } = options;
   const wallClock = options.wallClock ?? Date.now;
   const app = await createApp(logger);
-  const metrics = new Metrics({ collectDefault: options.processMetrics ?? false });
+  const metrics = options.metrics ?? new Metrics({ collectDefault: options.processMetrics ?? false });
   app.addHook('onClose', async () => metrics.stop());
 
   const admission = new Admission({ maxCalls: config.maxCalls, maxCallDurationMs: config.maxCallDurationMs, wallClock });
   const access = new TwilioAccess({ config, logger, metrics, wallClock, sharedStreamClaims: options.sharedStreamClaims });
   const handoffs = new Handoffs({ wallClock });
+  const agents = new CallAgents({ config, metrics, wallClock });
+  app.addHook('onClose', async () => agents.close());
 
   registerProbeRoutes(app, admission);
-  registerWebhookRoutes(app, { access, admission, handoffs, metrics, logger });
+  registerWebhookRoutes(app, { access, agents, admission, handoffs, metrics, logger });
   const calls = registerMediaStreamRoute(app, {
     config,
     logger,
     realtimeUrl: options.realtimeUrl ?? config.realtimeUrl,
     access,
+    agents,
     admission,
     handoffs,
     metrics,
@@ -96,6 +103,8 @@ export async function buildServer(options: ServerOptions): Promise<CallbridgeSer
     sharedStreamClaims: options.sharedStreamClaims,
     recorderFactory: options.recorderFactory,
   });
+  // After the media stream: an answering-machine verdict is handed to the call's stream.
+  registerOutboundRoutes(app, { config, access, agents, admission, metrics, logger, calls, wallClock });
 
   return {
     app,

@@ -185,13 +185,14 @@ interface HeaderSpec {
   nonPcm: boolean;
 }
 
-function writeContainer(format: WavFormat, spec: HeaderSpec, body: Uint8Array, frames: number): Uint8Array {
+/** The RIFF header of a file whose data chunk holds `dataBytes` bytes (`frames` sample frames). */
+function containerHeader(format: WavFormat, spec: HeaderSpec, dataBytes: number, frames: number): Uint8Array {
   const fmtSize = spec.nonPcm ? 18 : 16;
   const factSize = spec.nonPcm ? 12 : 0;
-  const pad = body.byteLength % 2;
-  const total = 12 + 8 + fmtSize + factSize + 8 + body.byteLength + pad;
+  const headerSize = 12 + 8 + fmtSize + factSize + 8;
+  const total = headerSize + dataBytes + (dataBytes % 2);
   if (total - 8 > 0xffffffff) throw new RangeError('audio too long for a RIFF file');
-  const out = new Uint8Array(total);
+  const out = new Uint8Array(headerSize);
   const view = new DataView(out.buffer);
   const ascii = (offset: number, s: string): void => {
     for (let i = 0; i < 4; i++) view.setUint8(offset + i, s.charCodeAt(i));
@@ -218,18 +219,38 @@ function writeContainer(format: WavFormat, spec: HeaderSpec, body: Uint8Array, f
     offset += 12;
   }
   ascii(offset, 'data');
-  view.setUint32(offset + 4, body.byteLength, true);
-  out.set(body, offset + 8);
+  view.setUint32(offset + 4, dataBytes, true);
   return out;
+}
+
+function writeContainer(format: WavFormat, spec: HeaderSpec, body: Uint8Array, frames: number): Uint8Array {
+  const header = containerHeader(format, spec, body.byteLength, frames);
+  const out = new Uint8Array(header.byteLength + body.byteLength + (body.byteLength % 2));
+  out.set(header);
+  out.set(body, header.byteLength);
+  return out;
+}
+
+/** PCM16 samples as a WAV data chunk stores them: little-endian, whatever the machine. */
+export function pcm16Bytes(samples: Int16Array): Uint8Array {
+  const body = new Uint8Array(samples.length * 2);
+  const dv = new DataView(body.buffer);
+  for (let i = 0; i < samples.length; i++) dv.setInt16(i * 2, samples[i] ?? 0, true);
+  return body;
+}
+
+/**
+ * The 44-byte header of a format-1 PCM16 file with `dataBytes` of samples: for a file written as
+ * a stream, the header goes first with the final size patched in at the end.
+ */
+export function pcm16WavHeader(format: WavFormat, dataBytes: number): Uint8Array {
+  return containerHeader(format, { formatTag: FORMAT_PCM, bitsPerSample: 16, nonPcm: false }, dataBytes, dataBytes / 2 / format.channels);
 }
 
 /** Write interleaved PCM16 samples as a format-1 WAV file. */
 export function writeWavPcm16(samples: Int16Array, format: WavFormat): Uint8Array {
   checkFormat(format, samples.length);
-  const body = new Uint8Array(samples.length * 2);
-  const dv = new DataView(body.buffer);
-  for (let i = 0; i < samples.length; i++) dv.setInt16(i * 2, samples[i] ?? 0, true);
-  return writeContainer(format, { formatTag: FORMAT_PCM, bitsPerSample: 16, nonPcm: false }, body, samples.length / format.channels);
+  return writeContainer(format, { formatTag: FORMAT_PCM, bitsPerSample: 16, nonPcm: false }, pcm16Bytes(samples), samples.length / format.channels);
 }
 
 /** Write already-encoded mu-law bytes (interleaved) as a format-7 WAV file. */

@@ -23,6 +23,11 @@ export function greetingRequest(greeting: NonNullable<AgentConfig['greeting']>):
     : { purpose: 'greeting', instructions: greeting.instructions };
 }
 
+/** An answering machine took the call: the profile's message, word for word, and nothing else. */
+export function voicemailRequest(text: string): ResponseRequest {
+  return { purpose: 'voicemail', instructions: sayExactly(text) };
+}
+
 export function reminderRequest(): ResponseRequest {
   return {
     purpose: 'reminder',

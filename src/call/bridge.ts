@@ -66,6 +66,15 @@ export interface BridgeOptions {
   /** TOOLS_SECRET: signs http tool requests */
   toolsSecret?: string | null;
   resumeFor?: SessionDeps['resumeFor'];
+  /** an outbound call's stream whose answering-machine detection runs (SessionDeps.amdPending) */
+  amdPending?: SessionDeps['amdPending'];
+  /**
+   * The call's own agent (profile, AGENT_CONFIG_URL's override, caller context), resolved from
+   * its `start` while the upstream connects; `agent` is then only a stand-in, and the session
+   * configures nothing upstream before this settles. It must not reject, and must settle in
+   * bounded time (the resolver's own timeout). `log` carries callSid.
+   */
+  resolveAgent?: (start: { callSid: string; customParameters: Record<string, string> }, log: Logger) => Promise<{ agent: AgentConfig; profile: string }>;
   /** hold tone and apology played when no model answers */
   fallbackAudio?: SessionDeps['fallbackAudio'];
   maxCallDurationMs?: number;
@@ -104,6 +113,7 @@ export class CallBridge {
   private readonly toolRuns = new Set<AbortController>();
   /** the caller's and the dialled number, from the stream's parameters */
   private partiesValue: { from: string | null; to: string | null } = { from: null, to: null };
+  private startParametersValue: Readonly<Record<string, string>> = {};
 
   constructor(
     private readonly socket: WebSocket,
@@ -112,7 +122,9 @@ export class CallBridge {
     const deps: SessionDeps = {};
     if (options.authorizeStart !== undefined) deps.authorizeStart = options.authorizeStart;
     if (options.resumeFor !== undefined) deps.resumeFor = options.resumeFor;
+    if (options.amdPending !== undefined) deps.amdPending = options.amdPending;
     if (options.fallbackAudio !== undefined) deps.fallbackAudio = options.fallbackAudio;
+    if (options.resolveAgent !== undefined) deps.awaitAgent = true;
     this.session = new CallSession(options.agent, deps);
     this.now = options.now ?? (() => performance.now());
     this.openedAtMs = this.now();
@@ -146,8 +158,18 @@ export class CallBridge {
     return this.partiesValue;
   }
 
+  /** every custom parameter of the accepted `start` (empty before it) */
+  get startParameters(): Readonly<Record<string, string>> {
+    return this.startParametersValue;
+  }
+
   private get startTimeoutMs(): number {
     return this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  }
+
+  /** Twilio's answering-machine verdict for this call (POST /amd-status reached this process). */
+  amdResult(answeredBy: string): void {
+    this.feed({ kind: 'amd-result', answeredBy });
   }
 
   /** End the call from outside (drain timeout, shutdown). */
@@ -246,8 +268,10 @@ export class CallBridge {
         return;
       case 'call-started':
         this.partiesValue = { from: action.customParameters['from'] ?? null, to: action.customParameters['to'] ?? null };
+        this.startParametersValue = { ...action.customParameters };
         this.onCallStarted(action.callSid, action.streamSid);
         this.verifyStart(action.callSid, action.customParameters);
+        this.resolveAgent(action.callSid, action.customParameters);
         return;
       case 'connect-upstream':
         this.scheduleUpstream(action.attempt, action.delayMs);
@@ -374,6 +398,21 @@ export class CallBridge {
     );
   }
 
+  /** Runs alongside the upstream connect (the connect-upstream action follows in this batch). */
+  private resolveAgent(callSid: string, customParameters: Record<string, string>): void {
+    const resolve = this.options.resolveAgent;
+    if (resolve === undefined) return;
+    resolve({ callSid, customParameters }, this.log)
+      .catch((err: unknown) => {
+        // The resolver does not reject; should it, the session must still get an agent or it never speaks.
+        this.guard('agent resolution', () => this.log.error({ err: (err as Error).message }, 'agent resolution failed: the stand-in agent answers'));
+        return { agent: this.options.agent, profile: null };
+      })
+      .then((resolved) => {
+        if (!this.ending) this.feed({ kind: 'agent-resolved', agent: resolved.agent, profile: resolved.profile });
+      });
+  }
+
   private scheduleUpstream(attempt: number, delayMs: number): void {
     if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
@@ -478,7 +517,7 @@ export class CallBridge {
     if (this.upstream !== null) return;
     const recorder = this.recorder;
     this.recorder = null;
-    if (recorder !== null) this.bestEffort('recorder', () => recorder.end({ reason: this.endReason ?? this.session.endReason, atMs: this.now() }));
+    if (recorder !== null) this.bestEffort('recorder', () => recorder.end({ reason: this.endReason ?? this.session.endReason, atMs: this.now(), profile: this.session.profile }));
     this.resolveClosed();
   }
 

@@ -6,7 +6,7 @@
  */
 
 export type ControlRequest =
-  | { kind: 'end'; reason: 'agent-ended' | 'idle' }
+  | { kind: 'end'; reason: 'agent-ended' | 'idle' | 'voicemail' }
   | { kind: 'transfer'; to: string };
 
 /** Margin over the audio still unheard before a due hang-up or transfer stops waiting for its mark. */

@@ -44,7 +44,7 @@ export function toolSignature(secret: string, body: string): string {
 }
 
 /** Why fetch() failed before any answer, from undici's `TypeError('fetch failed', { cause })`. */
-function describeFetchFailure(err: unknown, origin: string): string {
+export function describeFetchFailure(err: unknown, origin: string): string {
   const cause = err instanceof Error && err.cause !== undefined ? err.cause : err;
   const code = typeof cause === 'object' && cause !== null ? (cause as { code?: unknown }).code : undefined;
   // Node 20 reports a refused dual-stack connect as an AggregateError whose members carry the code.
@@ -59,14 +59,14 @@ function describeFetchFailure(err: unknown, origin: string): string {
   return `failed on ${origin}: ${detail}`;
 }
 
-interface BoundedBody {
+export interface BoundedBody {
   bytes: Uint8Array;
   /** true when the body went past the limit and reading stopped there */
   overflow: boolean;
 }
 
 /** Reads at most `limit` bytes (+ one chunk), then cancels the stream, which closes the connection. */
-async function readBounded(body: ReadableStream<Uint8Array> | null, limit: number): Promise<BoundedBody> {
+export async function readBounded(body: ReadableStream<Uint8Array> | null, limit: number): Promise<BoundedBody> {
   if (body === null) return { bytes: new Uint8Array(0), overflow: false };
   const reader = body.getReader();
   const chunks: Uint8Array[] = [];

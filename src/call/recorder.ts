@@ -50,6 +50,8 @@ export interface CallEndInfo {
   reason: string | null;
   /** When the call ended, on the clock of the recorder's other times; default performance.now(). */
   atMs?: number;
+  /** The agent profile that answered (per-number profiles), once known; for the post-call report. */
+  profile?: string | null;
 }
 
 export interface CallIds {
@@ -155,6 +157,40 @@ export class MemoryRecording implements CallRecorder {
     this.endReason = info?.reason ?? null;
     this.realtimeLines.push({ atMs: info?.atMs ?? performance.now(), dir: 'out', msg: endMessage(info) });
   }
+}
+
+/**
+ * Several recorders of each call (capture, post-call report, audio), each told everything. One
+ * that throws — opening or later — is dropped for that call and reported to `onError`; the
+ * others go on. Undefined with no factory, the factory itself with one.
+ */
+export function teeRecorderFactory(factories: readonly RecorderFactory[], onError: (err: unknown, ids: CallIds) => void): RecorderFactory | undefined {
+  if (factories.length <= 1) return factories[0];
+  return (ids, openedAtMs) => {
+    const live: CallRecorder[] = [];
+    for (const factory of factories) {
+      try {
+        live.push(factory(ids, openedAtMs));
+      } catch (err) {
+        onError(err, ids);
+      }
+    }
+    const each = (fn: (r: CallRecorder) => void): void => {
+      for (const r of [...live]) {
+        try {
+          fn(r);
+        } catch (err) {
+          live.splice(live.indexOf(r), 1);
+          onError(err, ids);
+        }
+      }
+    };
+    return {
+      twilio: (dir, msg, atMs) => each((r) => r.twilio(dir, msg, atMs)),
+      realtime: (dir, msg, atMs) => each((r) => r.realtime(dir, msg, atMs)),
+      end: (info) => each((r) => r.end(info)),
+    };
+  };
 }
 
 /** A factory that keeps every call's MemoryRecording, in order of arrival. */

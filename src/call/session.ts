@@ -34,7 +34,9 @@ import { TurnArbiter } from './turn-arbiter.js';
 import { FAREWELL_GRACE_MS, FAREWELL_MARK, FIRST_CONNECT_GIVE_UP_MS, HOLD_TONE_AFTER_MS, HOLD_TONE_EVERY_MS, UpstreamFallback } from './upstream-fallback.js';
 import type { FallbackAudio } from './fallback-audio.js';
 import type { ResponseRequest } from './turn-arbiter.js';
-import { greetingRequest, idleGoodbyeRequest, notes, reminderRequest, realtimeTools } from './agent-script.js';
+import { greetingRequest, idleGoodbyeRequest, notes, reminderRequest, realtimeTools, voicemailRequest } from './agent-script.js';
+import { AMD_WAIT_MAX_MS, AnsweringMachineGate, amdVerdict } from './amd.js';
+import type { AmdVerdict } from './amd.js';
 
 export const PCM24K_BYTES_PER_MS = 48;
 
@@ -59,6 +61,8 @@ const MAX_KEYPAD_ENTRIES = 100;
 export const MAX_MEDIA_PAYLOAD_BYTES = 8000;
 /** Malformed frames of one kind logged at warn before further ones drop to debug. */
 const WARN_LOGS_PER_REASON = 5;
+/** Keys held while the call's agent is being resolved (a second or two): more is not a caller. */
+const MAX_KEYS_BEFORE_AGENT = 32;
 
 export type SessionInput =
   | { kind: 'twilio'; message: TwilioInbound }
@@ -82,10 +86,17 @@ export type SessionInput =
    * A check of the accepted `start` that the shell ran alongside the upstream connect (the call's
    * Twilio status, the cluster's one-stream memory) says no: the call ends as unauthorised.
    */
-  | { kind: 'start-refused'; reason: string };
+  | { kind: 'start-refused'; reason: string }
+  /**
+   * The call's own agent config (its profile, AGENT_CONFIG_URL's override, the caller context
+   * filled in), resolved by the shell after `start` (SessionDeps.awaitAgent).
+   */
+  | { kind: 'agent-resolved'; agent: AgentConfig; profile: string | null }
+  /** Twilio's answering-machine verdict (`AnsweredBy`, as POST /amd-status received it) */
+  | { kind: 'amd-result'; answeredBy: string };
 
 /** The session's timers, run by the shell: one of each at most. */
-export type TimerName = 'keypad' | 'idle' | 'control' | 'hold' | 'connect-deadline' | 'farewell';
+export type TimerName = 'keypad' | 'idle' | 'control' | 'hold' | 'connect-deadline' | 'farewell' | 'amd';
 
 export type EndReason =
   | 'twilio-stop'
@@ -100,7 +111,9 @@ export type EndReason =
   /** the call was redirected to a transfer target */
   | 'transferred'
   /** the caller stayed silent through every reminder */
-  | 'idle';
+  | 'idle'
+  /** an answering machine (or a fax) took an outbound call: the voicemail was heard, or there was none to leave */
+  | 'voicemail';
 
 /** WebSocket close code for the stream socket: policy violations are told apart from normal ends. */
 export const CLOSE_CODE_BY_REASON: Record<EndReason, number> = {
@@ -114,6 +127,7 @@ export const CLOSE_CODE_BY_REASON: Record<EndReason, number> = {
   'agent-ended': 1000,
   transferred: 1000,
   idle: 1000,
+  voicemail: 1000,
 };
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -164,6 +178,18 @@ export interface SessionDeps {
   resumeFor?: (start: TwilioStart['start']) => ResumeContext | null;
   /** hold tone and apology for a call without a model; without it such a call just ends */
   fallbackAudio?: FallbackAudio;
+  /**
+   * The agent config given to the constructor is only a stand-in: the call's own arrives after
+   * `start` as an `agent-resolved` input. Until then nothing is configured upstream (no
+   * session.update, no greeting) and keypad keys wait; the first words follow both the upstream
+   * and the agent.
+   */
+  awaitAgent?: boolean;
+  /**
+   * An authorised stream of an outbound call whose answering-machine detection runs: the greeting
+   * waits for the verdict (an `amd-result` input) or for the callee to speak (src/call/amd.ts).
+   */
+  amdPending?: (start: TwilioStart['start']) => boolean;
 }
 
 export interface KeypadEntry {
@@ -229,8 +255,19 @@ export class CallSession {
   private readonly arbiter = new TurnArbiter();
   private readonly tools = new ToolCalls();
   private readonly control = new CallControl();
-  private readonly keypad: KeypadCollector | null;
-  private readonly idle: IdleMonitor | null;
+  /** the call's agent: a stand-in until `agent-resolved` when the deps say it is awaited */
+  private config: AgentConfig;
+  private keypad: KeypadCollector | null;
+  private idle: IdleMonitor | null;
+  /** the call's agent config has not arrived yet (SessionDeps.awaitAgent) */
+  private awaitingAgent: boolean;
+  /** the upstream opened while the agent was awaited: configured once it arrives */
+  private upstreamOpenBeforeAgent = false;
+  /** keys pressed before the agent arrived: its keypad settings decide what they make */
+  private readonly keysBeforeAgent: string[] = [];
+  private profileValue: string | null = null;
+  /** the caller came back from a transfer: no greeting, whatever the agent */
+  private resumed = false;
   /** the greeting is still to be heard: asked for once the session is configured, or at the caller's turn end */
   private greetingOwed: boolean;
   private transferFailedOwed: ResumeContext['transferFailed'] | null = null;
@@ -249,6 +286,10 @@ export class CallSession {
   private readonly inbound = new InboundTranscoder();
   private readonly outbound = new OutboundTranscoder();
   private readonly fallback = new UpstreamFallback();
+  /** an outbound call's answering-machine detection: holds the greeting until the verdict */
+  private readonly amd = new AnsweringMachineGate();
+  /** a verdict that came before the call's agent, whose voicemail it needs */
+  private amdVerdictBeforeAgent: { verdict: AmdVerdict; answeredBy: string } | null = null;
 
   private turns = 0;
   readonly interruptions: InterruptionRecord[] = [];
@@ -256,12 +297,14 @@ export class CallSession {
   readonly keypadEntries: KeypadEntry[] = [];
 
   constructor(
-    private readonly config: AgentConfig,
+    config: AgentConfig,
     private readonly deps: SessionDeps = {},
   ) {
+    this.config = config;
     this.keypad = config.dtmf === null ? null : new KeypadCollector(config.dtmf);
     this.idle = config.idle === null ? null : new IdleMonitor(config.idle);
     this.greetingOwed = config.greeting !== null;
+    this.awaitingAgent = deps.awaitAgent === true;
   }
 
   /** Back from a transfer the target did not take: the conversation goes on where it was. */
@@ -270,6 +313,37 @@ export class CallSession {
     this.reseedPending = this.transcript.length > 0;
     this.transferFailedOwed = resume.transferFailed;
     this.greetingOwed = false;
+    this.resumed = true;
+  }
+
+  /**
+   * The call's agent is known: it replaces the stand-in before anything was configured with it.
+   * If the upstream is already open, the session is configured now.
+   */
+  private onAgentResolved(agent: AgentConfig, profile: string | null, nowMs: number, out: SessionAction[]): void {
+    if (!this.awaitingAgent) {
+      log(out, 'warn', 'agent config arrived when none was awaited: ignored', { profile });
+      return;
+    }
+    this.awaitingAgent = false;
+    this.config = agent;
+    this.profileValue = profile;
+    this.keypad = agent.dtmf === null ? null : new KeypadCollector(agent.dtmf);
+    this.idle = agent.idle === null ? null : new IdleMonitor(agent.idle);
+    this.greetingOwed = !this.resumed && agent.greeting !== null;
+    for (const key of this.keysBeforeAgent.splice(0)) this.onKey(key, nowMs, out);
+    if (this.upstreamOpenBeforeAgent) {
+      this.upstreamOpenBeforeAgent = false;
+      this.onUpstreamOpen(nowMs, out);
+    }
+    const early = this.amdVerdictBeforeAgent;
+    this.amdVerdictBeforeAgent = null;
+    if (early !== null) this.applyAmdVerdict(early.verdict, early.answeredBy, nowMs, out);
+  }
+
+  /** The profile the call's agent came from, once resolved (null without per-call agents). */
+  get profile(): string | null {
+    return this.profileValue;
   }
 
   /** Tool calls of this call, for logs and reports. */
@@ -343,6 +417,12 @@ export class CallSession {
         // was opened meanwhile. Never a REST hang-up: the real call may be live elsewhere.
         this.end('unauthorized', out, { authReason: input.reason, refusedAfterStart: true });
         break;
+      case 'agent-resolved':
+        this.onAgentResolved(input.agent, input.profile, nowMs, out);
+        break;
+      case 'amd-result':
+        this.onAmdResult(input.answeredBy, nowMs, out);
+        break;
       default:
         assertNever(input);
     }
@@ -399,6 +479,12 @@ export class CallSession {
         log(out, 'info', 'call started', { customParameters: Object.keys(msg.start.customParameters) });
         const resume = this.deps.resumeFor?.(msg.start) ?? null;
         if (resume !== null) this.resume(resume);
+        if (resume === null && this.deps.amdPending?.(msg.start) === true) {
+          this.amd.begin();
+          this.arbiter.hold('amd');
+          out.push({ kind: 'set-timer', timer: 'amd', delayMs: AMD_WAIT_MAX_MS });
+          log(out, 'info', 'answering-machine detection running: the greeting waits for its verdict or the callee', {});
+        }
         this.connectUpstream(out);
         this.fallback.begin();
         out.push({ kind: 'set-timer', timer: 'hold', delayMs: HOLD_TONE_AFTER_MS });
@@ -444,6 +530,12 @@ export class CallSession {
         }
         // A key must not cut the apology short (a key barges in): the call is ending anyway.
         if (this.fallback.givingUp) return;
+        if (this.awaitingAgent) {
+          // Which keypad settings apply is the call's agent's to say: the key waits for it.
+          if (this.keysBeforeAgent.length < MAX_KEYS_BEFORE_AGENT) this.keysBeforeAgent.push(msg.dtmf.digit);
+          else this.malformed('keys-before-agent', `more than ${MAX_KEYS_BEFORE_AGENT} keys before the agent was known`, out);
+          return;
+        }
         this.onKey(msg.dtmf.digit, nowMs, out);
         return;
       case 'stop':
@@ -486,6 +578,13 @@ export class CallSession {
   private onUpstreamOpen(nowMs: number, out: SessionAction[]): void {
     // Given up already: close-upstream crossed this open on the way.
     if (this.fallback.givingUp) return;
+    if (this.awaitingAgent) {
+      // Configuring now would give the model the stand-in's instructions and voice, which a
+      // session cannot take back once it has spoken: wait for the call's agent.
+      this.upstreamOpenBeforeAgent = true;
+      log(out, 'debug', 'upstream open: waiting for the call\'s agent', {});
+      return;
+    }
     const first = this.fallback.connected();
     if (first.first) {
       out.push({ kind: 'clear-timer', timer: 'hold' }, { kind: 'clear-timer', timer: 'connect-deadline' });
@@ -566,6 +665,7 @@ export class CallSession {
 
   private onUpstreamClosed(code: number, reason: string, nowMs: number, out: SessionAction[]): void {
     if (this.upstream === 'idle') return;
+    this.upstreamOpenBeforeAgent = false;
     const wasOpen = this.upstream === 'open';
     if (wasOpen) {
       this.reconnects += 1;
@@ -784,6 +884,8 @@ export class CallSession {
   }
 
   private onSpeechStopped(nowMs: number, out: SessionAction[], audioEndMs: number): void {
+    // A machine's recording or beep is no turn to answer: the voicemail goes on.
+    if (this.amd.machine) return;
     this.arbiter.callerStopped();
     this.callerTurnEnded(nowMs);
     // Never two responses at once: the arbiter asks right after the current one's response.done.
@@ -962,6 +1064,15 @@ export class CallSession {
   // ------------------------------------------------------------------ interruption
 
   private onSpeechStarted(nowMs: number, out: SessionAction[], audioStartMs: number): void {
+    if (this.amd.machine) {
+      log(out, 'debug', 'speech on an answering machine\'s line ignored: the voicemail goes on', { audioStartMs });
+      return;
+    }
+    // A person says "Hello?" before the detection decides: they are answered at their turn's end.
+    if (this.amd.calleeSpoke()) {
+      this.arbiter.release('amd');
+      log(out, 'info', 'callee spoke during answering-machine detection: answering them', { audioStartMs });
+    }
     // The caller is talking again: a reply queued for the end of their turn must wait for it.
     this.arbiter.callerStarted();
     this.idle?.callerActive();
@@ -1256,6 +1367,11 @@ export class CallSession {
       case 'farewell':
         if (this.fallback.givingUp) this.finishGivingUp('apology played (its mark was not echoed)', out);
         return;
+      case 'amd':
+        if (!this.amd.undecided) return;
+        log(out, 'warn', 'no answering-machine verdict in time: treating the callee as a person', { waitedMs: AMD_WAIT_MAX_MS });
+        this.applyAmdVerdict('unknown', 'timeout', nowMs, out);
+        return;
       default:
         assertNever(timer);
     }
@@ -1324,10 +1440,63 @@ export class CallSession {
       !this.playout.isAudible() &&
       this.control.pending === null &&
       this.control.inProgress === null &&
-      !this.greetingOwed;
+      !this.greetingOwed &&
+      !this.amd.undecided;
     const change = this.idle.update(isIdle);
     if (change === null) return;
     out.push(change.kind === 'start' ? { kind: 'set-timer', timer: 'idle', delayMs: change.delayMs } : { kind: 'clear-timer', timer: 'idle' });
+  }
+
+  // ------------------------------------------------------------------ answering machine
+
+  private onAmdResult(answeredBy: string, nowMs: number, out: SessionAction[]): void {
+    const verdict = amdVerdict(answeredBy);
+    if (verdict === null) {
+      log(out, 'warn', 'answering-machine verdict not understood: ignored', { answeredBy: answeredBy.slice(0, 40) });
+      return;
+    }
+    if (this.awaitingAgent) {
+      // Which voicemail applies is the call's agent's to say: the verdict waits for it.
+      this.amdVerdictBeforeAgent = { verdict, answeredBy };
+      return;
+    }
+    this.applyAmdVerdict(verdict, answeredBy, nowMs, out);
+  }
+
+  private applyAmdVerdict(verdict: AmdVerdict, answeredBy: string, nowMs: number, out: SessionAction[]): void {
+    const step = this.amd.decide(verdict, this.config.voicemail);
+    if (step.kind === 'none') {
+      log(out, 'info', 'answering-machine verdict ignored', { answeredBy, why: step.why });
+      return;
+    }
+    out.push({ kind: 'clear-timer', timer: 'amd' });
+    this.arbiter.release('amd');
+    if (step.kind === 'greet') {
+      log(out, 'info', 'answered by a person: the agent greets', { answeredBy });
+      return;
+    }
+    // Whatever the agent began saying (it answered a "hello" that was the machine's) stops:
+    // the message is the one thing to leave on the recording.
+    const r = this.arbiter.state;
+    if (this.playout.isAudible() || (r.phase === 'active' && !this.interruptedResponses.has(r.id)) || (r.phase === 'requested' && !r.cancelOnCreated)) {
+      this.interrupt(nowMs, out);
+    }
+    // After the interruption, which keeps a greeting it cut as owed: no greeting for a machine.
+    this.greetingOwed = false;
+    // The machine's recording may have left a turn open, or an answer to it wanted: a turn
+    // started (drops every want) and ended (no one speaking) leaves neither.
+    this.arbiter.callerStarted();
+    this.arbiter.callerStopped();
+    if (step.kind === 'hang-up') {
+      log(out, 'info', 'answered by a machine: hanging up without a message', { answeredBy, voicemail: this.config.voicemail !== null });
+      if (this.callSid !== null) out.push({ kind: 'hangup-call', callSid: this.callSid });
+      this.end('voicemail', out, { answeredBy, message: false });
+      return;
+    }
+    log(out, 'info', 'answered by a machine: leaving the voicemail after the beep', { answeredBy, chars: step.text.length });
+    this.arbiter.want(voicemailRequest(step.text));
+    // Hung up once the caller, here the machine's recording, has heard the whole message.
+    this.control.ask({ kind: 'end', reason: 'voicemail' });
   }
 
   // ------------------------------------------------------------------ end

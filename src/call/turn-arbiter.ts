@@ -13,7 +13,7 @@
 import type { RealtimeClientEvent, ResponseCreateParams } from '../realtime/events.js';
 
 /** Why a response is asked for; sent as `metadata.purpose`, echoed back by the server. */
-export type ResponsePurpose = 'greeting' | 'answer' | 'tool-output' | 'reminder' | 'goodbye' | 'transfer-failed';
+export type ResponsePurpose = 'greeting' | 'answer' | 'tool-output' | 'reminder' | 'goodbye' | 'transfer-failed' | 'voicemail';
 
 export interface ResponseRequest {
   purpose: ResponsePurpose;
@@ -29,6 +29,8 @@ const PRIORITY: Record<ResponsePurpose, number> = {
   'transfer-failed': 3,
   greeting: 4,
   goodbye: 5,
+  // An answering machine took the call: the message is all that is left to say.
+  voicemail: 6,
 };
 
 export type ResponsePhase =
@@ -37,8 +39,11 @@ export type ResponsePhase =
   | { phase: 'requested'; eventId: string; purpose: ResponsePurpose; cancelOnCreated: boolean }
   | { phase: 'active'; id: string; purpose: ResponsePurpose; startedAtMs: number };
 
-/** Reasons the caller's side holds responses back, besides speaking. */
-export type Hold = 'keypad' | 'tools';
+/**
+ * Reasons the caller's side holds responses back, besides speaking. `amd`: an outbound call's
+ * answering-machine detection is running, and nobody greets a machine before the beep.
+ */
+export type Hold = 'keypad' | 'tools' | 'amd';
 
 export class TurnArbiter {
   private phase: ResponsePhase = { phase: 'none' };

@@ -23,6 +23,7 @@ export const CALL_OUTCOMES = [
   'agent-ended',
   'transferred',
   'idle',
+  'voicemail',
 ] as const;
 export type CallOutcome = (typeof CALL_OUTCOMES)[number];
 
@@ -43,6 +44,33 @@ export const START_VERIFICATION_OUTCOMES = {
   'cluster-claim': ['claimed', 'refused', 'unverified'],
 } as const;
 export type StartVerificationCheck = keyof typeof START_VERIFICATION_OUTCOMES;
+
+/**
+ * How a call's request to AGENT_CONFIG_URL ended: ok (answered, used or empty), timeout, error
+ * (network, non-2xx, oversize), invalid (not JSON, or failed validation). Anything but ok: the
+ * static profile answered.
+ */
+export const AGENT_CONFIG_FETCH_OUTCOMES = ['ok', 'timeout', 'error', 'invalid'] as const;
+export type AgentConfigFetchOutcome = (typeof AGENT_CONFIG_FETCH_OUTCOMES)[number];
+
+/**
+ * How a post-call report sent to CALL_REPORT_URL ended: delivered (a 2xx), failed (a 4xx other
+ * than 429, or every retry used up, or still pending when a shutdown's flush ran out of time),
+ * dropped (pushed out of the full queue before it was sent).
+ */
+/**
+ * How a POST /calls request ended: placed (Twilio created the call), failed (Twilio refused or
+ * could not be reached), refused (draining or MAX_CALLS), unauthorized (bad or no bearer token),
+ * invalid (bad body), unconfigured (Twilio credentials, PUBLIC_URL or TWILIO_FROM_NUMBER missing).
+ */
+export const OUTBOUND_OUTCOMES = ['placed', 'failed', 'refused', 'unauthorized', 'invalid', 'unconfigured'] as const;
+export type OutboundOutcome = (typeof OUTBOUND_OUTCOMES)[number];
+
+export const REPORT_OUTCOMES = ['delivered', 'failed', 'dropped'] as const;
+export type ReportOutcome = (typeof REPORT_OUTCOMES)[number];
+/** How writing a report file into REPORTS_DIR ended. */
+export const REPORT_FILE_OUTCOMES = ['written', 'failed'] as const;
+export type ReportFileOutcome = (typeof REPORT_FILE_OUTCOMES)[number];
 
 export interface InterruptionSample {
   /** audio the caller heard of the interrupted item; null when nothing was truncated */
@@ -92,6 +120,9 @@ const HEARD_MS_BUCKETS = [100, 250, 500, 1000, 2000, 3000, 5000, 7500, 10_000, 1
 // The session reacts synchronously, so most barge-ins land in the sub-millisecond buckets; the
 // upper ones exist to show event-loop stalls, which are what would make a barge-in feel late.
 const REACTION_MS_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500];
+// From the call's end to the receiver's 2xx: a first attempt lands in the low buckets, retries
+// (0.5 s, 1 s, 2 s … backoff) in the upper ones.
+const REPORT_DELIVERY_MS_BUCKETS = [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000];
 const FIRST_AUDIO_MS_BUCKETS = [50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000];
 // 20 ms is one Twilio media frame: a stall past it delays outbound audio audibly.
 const EVENT_LOOP_DELAY_MS_BUCKETS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
@@ -138,6 +169,12 @@ export class Metrics implements MetricsExposition {
   private readonly toolDurationMs: Histogram<'kind'>;
   private readonly rejected: Counter<'reason'>;
   private readonly startVerifications: Counter<'check' | 'outcome'>;
+  private readonly agentConfigFetches: Counter<'outcome'>;
+  private readonly outboundCalls: Counter<'outcome'>;
+  private readonly amdResults: Counter<'answered_by'>;
+  private readonly reports: Counter<'outcome'>;
+  private readonly reportDeliveryMs: Histogram;
+  private readonly reportFiles: Counter<'outcome'>;
 
   constructor(options: MetricsOptions = {}) {
     // Without `registers`, prom-client adds every metric to its global registry as well.
@@ -212,11 +249,55 @@ export class Metrics implements MetricsExposition {
       registers,
     });
 
+    this.reports = new Counter({
+      name: 'callbridge_reports_total',
+      help: 'Post-call reports for CALL_REPORT_URL, by outcome: delivered (2xx), failed (4xx other than 429, retries used up, or cut by the shutdown flush), dropped (pushed out of the full queue).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.reportDeliveryMs = new Histogram({
+      name: 'callbridge_report_delivery_ms',
+      help: 'From the end of a call to its report being accepted (2xx) by CALL_REPORT_URL, retries included, in ms.',
+      buckets: REPORT_DELIVERY_MS_BUCKETS,
+      registers,
+    });
+    this.reportFiles = new Counter({
+      name: 'callbridge_report_files_total',
+      help: 'Post-call report files written into REPORTS_DIR, by outcome (written, failed).',
+      labelNames: ['outcome'],
+      registers,
+    });
+
+    this.agentConfigFetches = new Counter({
+      name: 'callbridge_agent_config_fetches_total',
+      help: 'Requests to AGENT_CONFIG_URL used by a call, by outcome: ok (answered, applied or empty), timeout, error (network, non-2xx, oversize), invalid (not JSON or failed validation). Anything but ok: the static profile answered.',
+      labelNames: ['outcome'],
+      registers,
+    });
+
+    // Outbound calls (src/server/outbound-routes.ts).
+    this.outboundCalls = new Counter({
+      name: 'callbridge_outbound_calls_total',
+      help: 'POST /calls requests, by outcome: placed, failed (Twilio said no or was unreachable), refused (draining, MAX_CALLS), unauthorized, invalid, unconfigured.',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.amdResults = new Counter({
+      name: 'callbridge_amd_results_total',
+      help: "Answering-machine verdicts received (POST /amd-status), by Twilio's AnsweredBy (other: a value Twilio does not document).",
+      labelNames: ['answered_by'],
+      registers,
+    });
+    for (const outcome of OUTBOUND_OUTCOMES) this.outboundCalls.inc({ outcome }, 0);
+
     // Known label values start at 0 so the first occurrence is an increase rate() can see.
     for (const outcome of CALL_OUTCOMES) this.calls.inc({ outcome }, 0);
     for (const cancelSent of ['true', 'false']) this.interruptions.inc({ cancel_sent: cancelSent }, 0);
     for (const outcome of RECONNECT_OUTCOMES) this.reconnects.inc({ outcome }, 0);
     for (const reason of REJECT_REASONS) this.rejected.inc({ reason }, 0);
+    for (const outcome of AGENT_CONFIG_FETCH_OUTCOMES) this.agentConfigFetches.inc({ outcome }, 0);
+    for (const outcome of REPORT_OUTCOMES) this.reports.inc({ outcome }, 0);
+    for (const outcome of REPORT_FILE_OUTCOMES) this.reportFiles.inc({ outcome }, 0);
     for (const [check, outcomes] of Object.entries(START_VERIFICATION_OUTCOMES)) {
       for (const outcome of outcomes) this.startVerifications.inc({ check, outcome }, 0);
     }
@@ -276,6 +357,29 @@ export class Metrics implements MetricsExposition {
   startVerification(check: StartVerificationCheck, outcome: string): void {
     if (!(START_VERIFICATION_OUTCOMES[check] as readonly string[]).includes(outcome)) return;
     this.startVerifications.inc({ check, outcome });
+  }
+
+  /** A report for CALL_REPORT_URL is settled; `latencyMs` (call end → 2xx) only when delivered. */
+  report(outcome: ReportOutcome, latencyMs?: number): void {
+    this.reports.inc({ outcome });
+    if (outcome === 'delivered' && latencyMs !== undefined) observe(this.reportDeliveryMs, latencyMs);
+  }
+
+  reportFile(outcome: ReportFileOutcome): void {
+    this.reportFiles.inc({ outcome });
+  }
+
+  agentConfigFetch(outcome: AgentConfigFetchOutcome): void {
+    this.agentConfigFetches.inc({ outcome });
+  }
+
+  outboundCall(outcome: OutboundOutcome): void {
+    this.outboundCalls.inc({ outcome });
+  }
+
+  /** `answeredBy`: one of src/call/amd.ts ANSWERED_BY_VALUES, or `other` (the label set stays bounded). */
+  amdResult(answeredBy: string): void {
+    this.amdResults.inc({ answered_by: answeredBy });
   }
 
   /** The Prometheus text exposition; serve it with `contentType`. */

@@ -4,10 +4,11 @@
  *   events.jsonl   every message both ways (Twilio and Realtime) on the stream clock, audio elided
  *   summary.json   see summary.ts
  *   timeline.svg   see timeline-svg.ts
+ *   report.json    the post-call report (in-process only; docs/report.md)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mulawDecode } from '../audio/g711.js';
+import { mulawStereoPcm16 } from '../audio/stereo.js';
 import { writeWavPcm16 } from '../audio/wav.js';
 import { elideAudio } from '../call/recorder.js';
 import type { ReceivedMessage, SentMessage } from '../twilio/simulated-caller.js';
@@ -16,6 +17,8 @@ import { bridgeStreamStart, type BridgeLog } from './summary.js';
 import { renderTimelineSvg } from './timeline-svg.js';
 
 export const OUTPUT_FILES = ['heard.wav', 'events.jsonl', 'summary.json', 'timeline.svg'] as const;
+/** In-process replays also write the call's post-call report, as a serving process would. */
+export const REPORT_FILE = 'report.json';
 
 const RATE_HZ = 8000;
 
@@ -41,22 +44,13 @@ export function writeOutputs(result: ReplayResult, dir: string): string {
   writeFileSync(join(dir, 'events.jsonl'), events.map((e) => JSON.stringify(e)).join('\n') + (events.length > 0 ? '\n' : ''));
   writeFileSync(join(dir, 'summary.json'), `${JSON.stringify(result.summary, null, 2)}\n`);
   writeFileSync(join(dir, 'timeline.svg'), renderTimelineSvg({ summary: result.summary, callerAudio: result.callerAudio, heardAudio: result.heardAudio }));
+  if (result.report !== null) writeFileSync(join(dir, REPORT_FILE), `${JSON.stringify(result.report, null, 2)}\n`);
   return dir;
 }
 
 /** Left: the caller's own audio; right: what they heard. Both on the stream timeline. */
 export function heardWav(callerAudio: Uint8Array, heardAudio: Uint8Array): Uint8Array {
-  const frames = Math.max(callerAudio.length, heardAudio.length);
-  const left = new Int16Array(callerAudio.length);
-  const right = new Int16Array(heardAudio.length);
-  mulawDecode(callerAudio, left);
-  mulawDecode(heardAudio, right);
-  const stereo = new Int16Array(frames * 2);
-  for (let i = 0; i < frames; i++) {
-    stereo[2 * i] = left[i] ?? 0;
-    stereo[2 * i + 1] = right[i] ?? 0;
-  }
-  return writeWavPcm16(stereo, { sampleRate: RATE_HZ, channels: 2 });
+  return writeWavPcm16(mulawStereoPcm16(callerAudio, heardAudio), { sampleRate: RATE_HZ, channels: 2 });
 }
 
 /** Both peers' messages in time order, audio payloads replaced by their size. */

@@ -1,16 +1,19 @@
 /**
  * Replays a recording as a Twilio call: the simulated caller speaks the recording in real time
  * into callbridge (an in-process server by default, or a running one with `url`), plays what it
- * gets back, and hangs up once the agent has gone quiet. Returns both sides' logs and the
- * summary; writing files is outputs.ts's job.
+ * gets back, and hangs up once the agent has gone quiet. Returns both sides' logs, the summary
+ * and, in-process, the call's post-call report, made by the very recorder a serving process uses
+ * (src/report/recorder.ts); writing files is outputs.ts's job.
  */
 import { performance } from 'node:perf_hooks';
-import { memoryRecorderFactory, type MemoryRecording } from '../call/recorder.js';
+import { memoryRecorderFactory, teeRecorderFactory, type MemoryRecording } from '../call/recorder.js';
 import { loadConfig, type AppConfig } from '../config.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 import { startLocalRealtimeServer, type LocalRealtimeServer } from '../realtime/local/server.js';
 import { buildServer, type CallbridgeServer } from '../server.js';
 import { SimulatedCaller, type ReceivedMessage, type SentMessage } from '../twilio/simulated-caller.js';
+import { reportRecorderFactory } from '../report/recorder.js';
+import type { CallReport } from '../report/schema.js';
 import type { ReplayInput } from './input.js';
 import { buildSummary, type BridgeLog, type CallerLog, type ReplaySummary } from './summary.js';
 
@@ -57,6 +60,8 @@ export interface ReplayResult {
   sent: readonly SentMessage[];
   /** The bridge's recording (in-process only). */
   bridge: BridgeLog | null;
+  /** The post-call report, as REPORTS_DIR would hold it (in-process only: null with `url`). */
+  report: CallReport | null;
   /** What the caller sent, 8 kHz mu-law on the stream timeline. */
   callerAudio: Uint8Array;
   /** What the caller heard, 8 kHz mu-law on the stream timeline. */
@@ -67,6 +72,8 @@ interface Target {
   url: string;
   description: string;
   recording: () => MemoryRecording | null;
+  /** The call's post-call report once the call has ended (in-process only). */
+  report: () => CallReport | null;
   close: () => Promise<void>;
   /** Calls still open on the in-process server (0 for a remote one). */
   liveCalls: () => number;
@@ -156,7 +163,7 @@ function collect(input: ReplayInput, caller: SimulatedCaller, target: Target, cl
   const recording = target.recording();
   const bridge: BridgeLog | null = recording === null ? null : { twilioLines: recording.twilioLines, realtimeLines: recording.realtimeLines };
   const summary = buildSummary({ input: input.name, target: target.description, caller: callerLog, bridge, callerAudio, heardAudio, endMs });
-  return { input, summary, caller: callerLog, received: caller.received, sent: caller.sent, bridge, callerAudio, heardAudio };
+  return { input, summary, caller: callerLog, received: caller.received, sent: caller.sent, bridge, report: target.report(), callerAudio, heardAudio };
 }
 
 /**
@@ -165,7 +172,8 @@ function collect(input: ReplayInput, caller: SimulatedCaller, target: Target, cl
  * REST hang-ups, since no Twilio is involved (and a hang-up would name a real call's sid).
  */
 export function loadInProcessConfig(env: NodeJS.ProcessEnv): AppConfig {
-  const base = loadConfig({ ...env, TWILIO_AUTH_TOKEN: '', TWILIO_ACCOUNT_SID: '', RECORD_CALLS: '' });
+  // Nor does it leave anything where the served calls do: its report goes into its own folder.
+  const base = loadConfig({ ...env, TWILIO_AUTH_TOKEN: '', TWILIO_ACCOUNT_SID: '', RECORD_CALLS: '', REPORTS_DIR: '', CALL_REPORT_URL: '', RECORD_AUDIO: '' });
   return { ...base, port: 0, host: '127.0.0.1' };
 }
 
@@ -177,7 +185,10 @@ async function inProcessTarget(env: NodeJS.ProcessEnv, logger: Logger): Promise<
     if (config.realtimeBackend === 'local') local = await startLocalRealtimeServer({ record: false, logger: logger.child({ component: 'local-model' }) });
     const realtimeUrl = local?.url ?? config.realtimeUrl;
     const memory = memoryRecorderFactory();
-    server = await buildServer({ config, logger, realtimeUrl, recorderFactory: memory.factory });
+    let report: CallReport | null = null;
+    const reports = reportRecorderFactory({ sinks: [(r) => (report = r)], logger });
+    const recorderFactory = teeRecorderFactory([memory.factory, reports], (err) => logger.error({ err: (err as Error).stack ?? String(err) }, 'replay recorder failed'));
+    server = await buildServer({ config, logger, realtimeUrl, ...(recorderFactory === undefined ? {} : { recorderFactory }) });
     await server.app.listen({ port: 0, host: '127.0.0.1' });
     const address = server.app.server.address();
     if (address === null || typeof address === 'string') throw new Error('in-process server has no TCP address');
@@ -187,6 +198,7 @@ async function inProcessTarget(env: NodeJS.ProcessEnv, logger: Logger): Promise<
       url: `ws://127.0.0.1:${address.port}/media-stream`,
       description: model !== null ? 'in-process, local model' : `in-process, ${redactUrl(realtimeUrl)}`,
       recording: () => memory.recordings[0] ?? null,
+      report: () => report,
       liveCalls: () => running.calls.size,
       close: async () => {
         await running.endAllCalls();
@@ -215,7 +227,7 @@ export function targetUrlProblem(url: string): string | null {
 function remoteTarget(url: string): Target {
   const problem = targetUrlProblem(url);
   if (problem !== null) throw new Error(problem);
-  return { url, description: url, recording: () => null, liveCalls: () => 0, close: async () => undefined };
+  return { url, description: url, recording: () => null, report: () => null, liveCalls: () => 0, close: async () => undefined };
 }
 
 /** Query strings can carry keys (Azure `api-key`); a summary shows host and path only. */

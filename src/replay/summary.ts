@@ -6,10 +6,15 @@
  *     on its performance.now() clock, moved onto the stream clock via the `start` message's
  *     arrival (on loopback the two differ by well under a millisecond).
  * Pure: no clock, no I/O. Every field that needs the upstream events is null without them.
+ *
+ * What happened upstream (turns, responses, tool calls, keypad entries, errors, each clear's
+ * cause, the end reason) is the shared account of src/report/facts.ts, the same the post-call
+ * report reads; this file adds the caller's side (what played, when, and what it sounded like).
  */
-import { KEYPAD_ENTRY_PREFIX } from '../call/agent-script.js';
-import { CAPTURE_END_TYPE } from '../call/recorder.js';
 import { base64ByteLength } from '../call/session.js';
+import { factsOfRecording } from '../report/facts.js';
+import type { ApiErrorFact, CallerTurnFact, CallFactsSnapshot, ClearFact, KeypadEntryFact, ResponseFact, ToolCallFact } from '../report/facts.js';
+import { isObj, obj, round1, str } from '../report/fields.js';
 import type { MarkEcho, ProtocolError } from '../twilio/simulated-caller.js';
 import type { TwilioInbound, TwilioOutbound } from '../twilio/messages.js';
 import { audibleStretches, firstAudibleMs } from './activity.js';
@@ -19,9 +24,7 @@ export const SUMMARY_FORMAT = 'callbridge.replay-summary/1';
 const MULAW_BYTES_PER_MS = 8;
 /** Without upstream events, a new answer starts after this long without agent audio arriving. */
 const ANSWER_GAP_MS = 500;
-/** Tool outputs and errors are cut to this many characters (the last one then being …). */
-export const TOOL_TEXT_MAX_CHARS = 500;
-/** The text of the user message the bridge writes for a keypad entry, before the digits. */
+export { TOOL_TEXT_MAX_CHARS } from '../report/facts.js';
 
 // ---------------------------------------------------------------- inputs
 
@@ -130,33 +133,10 @@ export interface CallerSpeech {
   perceivedLatencyMs: number | null;
 }
 
-export interface Turn {
-  /** Arrival of the upstream `input_audio_buffer.speech_started`. */
-  startedMs: number;
-  /** Arrival of the matching `speech_stopped`; null if the call ended mid-speech. */
-  stoppedMs: number | null;
-  /** The user item the server opened for the turn. */
-  itemId: string | null;
-  /** First media frame the bridge sent to Twilio after `speech_stopped` (and before the next turn); null if none. */
-  firstAudioSentMs: number | null;
-  /** firstAudioSentMs − stoppedMs: the bridge plus model's first-audio latency. */
-  firstAudioLatencyMs: number | null;
-}
+/** upstream: one turn of the caller's as the server VAD saw it (src/report/facts.ts, without its text). */
+export type Turn = Omit<CallerTurnFact, 'text'>;
 
-export interface ResponseSummary {
-  id: string;
-  /** Why the bridge asked for it: its `metadata.purpose` (greeting, answer, tool-output, reminder, goodbye, transfer-failed); null if absent (e.g. a VAD-created response). */
-  purpose: string | null;
-  /** response.done's status (completed / cancelled / failed / incomplete); null if it never came. */
-  status: string | null;
-  /** response.done's status_details.reason (e.g. client_cancelled). */
-  reason: string | null;
-  /** Arrival of `response.created`. */
-  createdMs: number;
-  /** Arrival of `response.done`; null if it never came. */
-  doneMs: number | null;
-  /** ms of this response's audio the bridge sent to Twilio. */
-  audioSentMs: number;
+export interface ResponseSummary extends ResponseFact {
   /** ms of it the caller actually heard (the rest was cleared or still buffered when the call ended). */
   audioHeardMs: number;
 }
@@ -173,32 +153,11 @@ export interface GreetingSummary {
   interrupted: boolean;
 }
 
-export interface ToolCallSummary {
-  callId: string;
-  name: string;
-  /** The arguments as the model wrote them (JSON text, possibly invalid). */
-  arguments: string;
-  /** The response that made the call. */
-  responseId: string | null;
-  /** Arrival of its `response.output_item.done` with status `completed` (when it ran); else of its first item event. */
-  startMs: number;
-  /** From startMs to the bridge sending its `function_call_output`; null if no output was sent. */
-  durationMs: number | null;
-  /** False when the output was an error (`{"error":"…"}`); null if no output was sent. */
-  ok: boolean | null;
-  /** The output sent (ok only), cut to TOOL_TEXT_MAX_CHARS. */
-  output?: string;
-  /** The error text of an error output, cut to TOOL_TEXT_MAX_CHARS. */
-  error?: string;
-  /** The bridge ran it: its item was done with status `completed` (or it was answered). False for calls of cancelled / incomplete responses, which get no output. */
-  ran: boolean;
-}
+/** Every function call the model made (src/report/facts.ts). */
+export type ToolCallSummary = ToolCallFact;
 
-export interface KeypadEntry {
-  /** When the bridge sent the entry to the model. */
-  atMs: number;
-  digits: string;
-}
+/** A keypad entry the bridge handed to the model. */
+export type KeypadEntry = KeypadEntryFact;
 
 export type EndedBy = 'agent' | 'caller' | 'transfer' | 'idle' | 'other';
 
@@ -270,37 +229,9 @@ export interface LatencySummary {
   reactionMs: LatencyStats | null;
 }
 
-export interface ApiError {
-  atMs: number;
-  code: string | null;
-  message: string;
-  type: string | null;
-}
+export type ApiError = ApiErrorFact;
 
 // ---------------------------------------------------------------- helpers
-
-type Obj = Record<string, unknown>;
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function str(o: Obj, key: string): string | null {
-  const v = o[key];
-  return typeof v === 'string' ? v : null;
-}
-
-function num(o: Obj, key: string): number | null {
-  const v = o[key];
-  return typeof v === 'number' && Number.isFinite(v) ? v : null;
-}
-
-function obj(o: Obj, key: string): Obj {
-  const v = o[key];
-  return isObj(v) ? v : {};
-}
-
-const round1 = (ms: number): number => Math.round(ms * 10) / 10;
 
 function stats(values: Array<number | null>): LatencyStats | null {
   const xs = values.filter((v): v is number => v !== null).sort((a, b) => a - b);
@@ -310,25 +241,19 @@ function stats(values: Array<number | null>): LatencyStats | null {
   return { count: xs.length, min: round1(xs[0] ?? 0), median: round1(median), max: round1(xs[xs.length - 1] ?? 0) };
 }
 
-/** A bridge-recorded event moved onto the stream clock. */
-interface UpEvent {
-  atMs: number;
-  dir: 'in' | 'out';
-  type: string;
-  body: Obj;
-}
-
+/** A frame the bridge sent to Twilio, on the stream clock. */
 interface BridgeTwilioOut {
   atMs: number;
   event: string;
   bytes: number;
 }
 
+/** The bridge's side of the call: the shared account, plus its frames and deltas to line up with the caller's. */
 interface BridgeView {
-  upstream: UpEvent[];
+  facts: CallFactsSnapshot;
   twilioOut: BridgeTwilioOut[];
-  /** Arrivals of the caller's DTMF keys. */
-  dtmfIn: number[];
+  /** The audio deltas, for the owner of each frame. */
+  deltas: Array<{ atMs: number; responseId: string | null; itemId: string | null }>;
 }
 
 /** Bridge clock reading at the stream start: the arrival of `start`; null if it is not in the log. */
@@ -341,27 +266,24 @@ export function bridgeStreamStart(bridge: BridgeLog): number | null {
 function bridgeView(bridge: BridgeLog): BridgeView | null {
   const t0 = bridgeStreamStart(bridge);
   if (t0 === null) return null;
-  const upstream: UpEvent[] = [];
+  const deltas: BridgeView['deltas'] = [];
   for (const l of bridge.realtimeLines) {
-    if (!isObj(l.msg)) continue;
-    const type = str(l.msg, 'type');
-    if (type !== null) upstream.push({ atMs: l.atMs - t0, dir: l.dir, type, body: l.msg });
+    if (l.dir !== 'in' || !isObj(l.msg) || str(l.msg, 'type') !== 'response.output_audio.delta') continue;
+    deltas.push({ atMs: l.atMs - t0, responseId: str(l.msg, 'response_id'), itemId: str(l.msg, 'item_id') });
   }
   const twilioOut: BridgeTwilioOut[] = [];
-  const dtmfIn: number[] = [];
   for (const l of bridge.twilioLines) {
-    if (l.dir === 'in' && isObj(l.msg) && l.msg['event'] === 'dtmf') dtmfIn.push(l.atMs - t0);
     if (l.dir !== 'out' || !isObj(l.msg)) continue;
     const event = str(l.msg, 'event') ?? '';
     const payload = str(obj(l.msg, 'media'), 'payload');
     twilioOut.push({ atMs: l.atMs - t0, event, bytes: payload === null ? 0 : base64ByteLength(payload) });
   }
-  return { upstream, twilioOut, dtmfIn };
+  return { facts: factsOfRecording(bridge), twilioOut, deltas };
 }
 
 /** Which response and item each media frame the bridge sent belongs to: the last audio delta before it. */
 function attributeFrames(view: BridgeView): Array<{ responseId: string | null; itemId: string | null }> {
-  const deltas = view.upstream.filter((e) => e.dir === 'in' && e.type === 'response.output_audio.delta');
+  const { deltas } = view;
   const out: Array<{ responseId: string | null; itemId: string | null }> = [];
   let d = 0;
   let current: { responseId: string | null; itemId: string | null } = { responseId: null, itemId: null };
@@ -369,8 +291,8 @@ function attributeFrames(view: BridgeView): Array<{ responseId: string | null; i
     if (f.event !== 'media') continue;
     // A frame goes out while its delta is handled, so the delta is recorded at or before it.
     while (d < deltas.length && (deltas[d]?.atMs ?? Infinity) <= f.atMs) {
-      const body = deltas[d]?.body ?? {};
-      current = { responseId: str(body, 'response_id'), itemId: str(body, 'item_id') };
+      const delta = deltas[d];
+      current = { responseId: delta?.responseId ?? null, itemId: delta?.itemId ?? null };
       d++;
     }
     out.push(current);
@@ -493,12 +415,12 @@ export function buildSummary(input: SummaryInput): ReplaySummary {
 
   const callerSpeech = buildCallerSpeech(input.callerAudio, input.heardAudio);
   const turns = view === null ? null : buildTurns(view);
-  const responses = view === null || owners === null ? null : buildResponses(view, owners, answers);
-  const interruptions = clears.map((c, i) => buildInterruption(c, i, view, answers, callerSpeech));
-  const errors = view === null ? null : buildErrors(view);
-  const toolCalls = view === null ? null : buildToolCalls(view);
+  const responses = view === null ? null : buildResponses(view, answers);
+  const interruptions = clears.map((c, i) => buildInterruption(c, view?.facts.clears[i], answers, callerSpeech));
+  const errors = view === null ? null : [...view.facts.errors];
+  const toolCalls = view === null ? null : view.facts.toolCalls;
   const greeting = view === null || responses === null ? null : buildGreeting(view, responses, answers, interruptions);
-  const keypadEntries = view === null ? null : buildKeypadEntries(view);
+  const keypadEntries = view === null ? null : view.facts.keypadEntries;
   const ended = buildEnded(input, view, toolCalls, responses);
 
   return {
@@ -552,65 +474,22 @@ function buildCallerSpeech(callerAudio: Uint8Array, heardAudio: Uint8Array): Cal
 }
 
 function buildTurns(view: BridgeView): Turn[] {
-  const turns: Turn[] = [];
-  for (const e of view.upstream) {
-    if (e.dir !== 'in') continue;
-    if (e.type === 'input_audio_buffer.speech_started') {
-      turns.push({ startedMs: round1(e.atMs), stoppedMs: null, itemId: str(e.body, 'item_id'), firstAudioSentMs: null, firstAudioLatencyMs: null });
-    } else if (e.type === 'input_audio_buffer.speech_stopped') {
-      const open = [...turns].reverse().find((t) => t.stoppedMs === null);
-      if (open !== undefined) open.stoppedMs = round1(e.atMs);
-    }
-  }
-  const media = view.twilioOut.filter((f) => f.event === 'media');
-  turns.forEach((t, i) => {
-    if (t.stoppedMs === null) return;
-    const stopped = t.stoppedMs;
-    const before = turns[i + 1]?.startedMs ?? Infinity;
-    const first = media.find((f) => f.atMs >= stopped && f.atMs < before);
-    if (first === undefined) return;
-    t.firstAudioSentMs = round1(first.atMs);
-    t.firstAudioLatencyMs = round1(first.atMs - stopped);
-  });
-  return turns;
+  return view.facts.callerTurns.map(({ text: _text, ...turn }) => turn);
 }
 
-function buildResponses(view: BridgeView, owners: Array<{ responseId: string | null }>, answers: Answer[]): ResponseSummary[] {
-  const byId = new Map<string, ResponseSummary>();
-  for (const e of view.upstream) {
-    if (e.dir !== 'in') continue;
-    const response = obj(e.body, 'response');
-    const id = str(response, 'id');
-    if (id === null) continue;
-    if (e.type === 'response.created' && !byId.has(id)) {
-      byId.set(id, { id, purpose: purposeOf(response), status: null, reason: null, createdMs: round1(e.atMs), doneMs: null, audioSentMs: 0, audioHeardMs: 0 });
-    } else if (e.type === 'response.done') {
-      const r = byId.get(id);
-      if (r === undefined) continue;
-      r.purpose ??= purposeOf(response);
-      r.status = str(response, 'status');
-      r.reason = str(obj(response, 'status_details'), 'reason');
-      r.doneMs = round1(e.atMs);
-    }
-  }
-  const media = view.twilioOut.filter((f) => f.event === 'media');
-  media.forEach((f, i) => {
-    const id = owners[i]?.responseId;
-    const r = id == null ? undefined : byId.get(id);
-    if (r !== undefined) r.audioSentMs += f.bytes / MULAW_BYTES_PER_MS;
-  });
+function buildResponses(view: BridgeView, answers: Answer[]): ResponseSummary[] {
+  const responses = view.facts.responses.map((r): ResponseSummary => ({ ...r, audioHeardMs: 0 }));
+  const byId = new Map(responses.map((r) => [r.id, r]));
   for (const a of answers) {
     const r = a.responseId === null ? undefined : byId.get(a.responseId);
     if (r !== undefined) r.audioHeardMs += heardBytes(a) / MULAW_BYTES_PER_MS;
   }
-  for (const r of byId.values()) {
-    r.audioSentMs = round1(r.audioSentMs);
-    r.audioHeardMs = round1(r.audioHeardMs);
-  }
-  return [...byId.values()];
+  for (const r of responses) r.audioHeardMs = round1(r.audioHeardMs);
+  return responses;
 }
 
-function buildInterruption(c: ClearSeen, index: number, view: BridgeView | null, answers: Answer[], speech: CallerSpeech[]): Interruption {
+/** One clear the caller received; `sent` is the bridge's account of the same clear (the index-th it sent), when visible. */
+function buildInterruption(c: ClearSeen, sent: ClearFact | undefined, answers: Answer[], speech: CallerSpeech[]): Interruption {
   const stretch = [...speech].reverse().find((s) => s.startMs <= c.atMs) ?? null;
   const base: Interruption = {
     atMs: round1(c.atMs),
@@ -631,26 +510,19 @@ function buildInterruption(c: ClearSeen, index: number, view: BridgeView | null,
   };
 
   let answer = c.lastAnswer;
-  const clearSent = view?.twilioOut.filter((f) => f.event === 'clear')[index];
-  if (view !== null && clearSent !== undefined) {
-    const trigger = [...view.upstream].reverse().find((e) => e.dir === 'in' && e.type === 'input_audio_buffer.speech_started' && e.atMs <= clearSent.atMs);
-    // The session answers speech_started with cancel, truncate/delete and clear in one go.
-    const actions = view.upstream.filter((e) => e.dir === 'out' && e.atMs >= (trigger?.atMs ?? clearSent.atMs) && e.atMs <= clearSent.atMs);
-    const cancel = actions.find((e) => e.type === 'response.cancel');
-    const truncate = actions.find((e) => e.type === 'conversation.item.truncate');
-    base.cancelSent = cancel !== undefined;
-    base.deletedItemIds = actions.filter((e) => e.type === 'conversation.item.delete').map((e) => str(e.body, 'item_id') ?? '');
-    base.clearSentMs = round1(clearSent.atMs);
-    if (trigger !== undefined) {
-      base.speechStartedMs = round1(trigger.atMs);
-      base.reactionMs = round1(clearSent.atMs - trigger.atMs);
-    }
+  if (sent !== undefined) {
+    const truncate = sent.truncated[0];
+    base.cancelSent = sent.cancelledResponseId !== null;
+    base.deletedItemIds = [...sent.deleted];
+    base.clearSentMs = sent.atMs;
+    if (sent.trigger === 'speech') base.speechStartedMs = sent.triggerAtMs;
+    base.reactionMs = sent.reactionMs;
     if (truncate !== undefined) {
-      base.truncateMs = num(truncate.body, 'audio_end_ms');
-      base.truncatedItemId = str(truncate.body, 'item_id');
-      answer = answers.find((a) => a.itemId === base.truncatedItemId) ?? answer;
+      base.truncateMs = truncate.audioEndMs;
+      base.truncatedItemId = truncate.itemId;
+      answer = answers.find((a) => a.itemId === truncate.itemId) ?? answer;
     }
-    const cancelledId = cancel === undefined ? null : str(cancel.body, 'response_id');
+    const cancelledId = sent.cancelledResponseId;
     if (truncate === undefined && cancelledId !== null) answer = answers.find((a) => a.responseId === cancelledId) ?? answer;
     base.responseId = cancelledId ?? answer?.responseId ?? null;
   }
@@ -663,85 +535,12 @@ function buildInterruption(c: ClearSeen, index: number, view: BridgeView | null,
   return base;
 }
 
-function buildErrors(view: BridgeView): ApiError[] {
-  return view.upstream
-    .filter((e) => e.dir === 'in' && e.type === 'error')
-    .map((e) => {
-      const err = obj(e.body, 'error');
-      return { atMs: round1(e.atMs), code: str(err, 'code'), message: str(err, 'message') ?? '', type: str(err, 'type') };
-    });
-}
-
-function purposeOf(response: Obj): string | null {
-  return str(obj(response, 'metadata'), 'purpose');
-}
-
-function clip(text: string): string {
-  return text.length <= TOOL_TEXT_MAX_CHARS ? text : `${text.slice(0, TOOL_TEXT_MAX_CHARS - 1)}…`;
-}
-
-/** An output the bridge wrote for a failed call is exactly `{"error":"…"}`; anything else is a result. */
-function toolOutcome(output: string): Pick<ToolCallSummary, 'ok' | 'output' | 'error'> {
-  try {
-    const v: unknown = JSON.parse(output);
-    if (isObj(v) && Object.keys(v).length === 1 && typeof v['error'] === 'string') return { ok: false, error: clip(v['error']) };
-  } catch {
-    // not JSON: a plain result
-  }
-  return { ok: true, output: clip(output) };
-}
-
-function buildToolCalls(view: BridgeView): ToolCallSummary[] {
-  const byCallId = new Map<string, ToolCallSummary>();
-  for (const e of view.upstream) {
-    if (e.dir === 'in' && (e.type === 'response.output_item.added' || e.type === 'response.output_item.done')) {
-      const item = obj(e.body, 'item');
-      const callId = str(item, 'call_id');
-      if (str(item, 'type') !== 'function_call' || callId === null) continue;
-      let call = byCallId.get(callId);
-      if (call === undefined) {
-        call = { callId, name: '', arguments: '', responseId: str(e.body, 'response_id'), startMs: round1(e.atMs), durationMs: null, ok: null, ran: false };
-        byCallId.set(callId, call);
-      }
-      // Once it runs, the call is what ran: a repeated item changes nothing (the bridge runs it once).
-      if (call.ran) continue;
-      call.name = str(item, 'name') ?? call.name;
-      call.arguments = str(item, 'arguments') ?? call.arguments;
-      if (e.type === 'response.output_item.done' && str(item, 'status') === 'completed') {
-        call.ran = true;
-        call.startMs = round1(e.atMs);
-      }
-    } else if (e.dir === 'out' && e.type === 'conversation.item.create') {
-      const item = obj(e.body, 'item');
-      const callId = str(item, 'call_id');
-      const call = callId === null ? undefined : byCallId.get(callId);
-      const output = str(item, 'output');
-      if (str(item, 'type') !== 'function_call_output' || call === undefined || output === null || call.ok !== null) continue;
-      call.ran = true;
-      call.durationMs = round1(e.atMs - call.startMs);
-      Object.assign(call, toolOutcome(output));
-    }
-  }
-  return [...byCallId.values()];
-}
-
-/** The text the model produced for a response: its transcripts' done events, else their deltas, else response.done's output. */
+/** The text the model produced for a response: its items' texts, joined. */
 function responseTranscript(view: BridgeView, responseId: string): string | null {
-  const mine = view.upstream.filter((e) => e.dir === 'in' && str(e.body, 'response_id') === responseId);
-  const done = mine.filter((e) => e.type === 'response.output_audio_transcript.done' || e.type === 'response.output_text.done');
-  if (done.length > 0) return done.map((e) => str(e.body, 'transcript') ?? str(e.body, 'text') ?? '').join(' ');
-  const deltas = mine.filter((e) => e.type === 'response.output_audio_transcript.delta' || e.type === 'response.output_text.delta');
-  if (deltas.length > 0) return deltas.map((e) => str(e.body, 'delta') ?? '').join('');
-  const responseDone = view.upstream.find((e) => e.dir === 'in' && e.type === 'response.done' && str(obj(e.body, 'response'), 'id') === responseId);
-  const output = responseDone === undefined ? undefined : obj(responseDone.body, 'response')['output'];
-  if (!Array.isArray(output)) return null;
-  const parts: string[] = [];
-  for (const item of output) {
-    const content = isObj(item) && item['type'] === 'message' ? item['content'] : undefined;
-    if (!Array.isArray(content)) continue;
-    for (const c of content) if (isObj(c)) parts.push(str(c, 'transcript') ?? str(c, 'text') ?? '');
-  }
-  const text = parts.filter((p) => p !== '').join(' ');
+  const text = view.facts.agentItems
+    .filter((i) => i.responseId === responseId && i.text !== '')
+    .map((i) => i.text)
+    .join(' ');
   return text === '' ? null : text;
 }
 
@@ -758,32 +557,6 @@ function buildGreeting(view: BridgeView, responses: ResponseSummary[], answers: 
   };
 }
 
-/**
- * The bridge's `Keypad entry: …` user messages. After an upstream reconnect the bridge re-seeds
- * the conversation, earlier entries included: an entry counts only if a key arrived since the
- * last one that counted (when the log holds the keys at all).
- */
-function buildKeypadEntries(view: BridgeView): KeypadEntry[] {
-  const out: KeypadEntry[] = [];
-  let keysCounted = 0;
-  for (const e of view.upstream) {
-    if (e.dir !== 'out' || e.type !== 'conversation.item.create') continue;
-    const item = obj(e.body, 'item');
-    if (str(item, 'type') !== 'message' || str(item, 'role') !== 'user') continue;
-    const content = item['content'];
-    if (!Array.isArray(content)) continue;
-    const text = content.map((c) => (isObj(c) && c['type'] === 'input_text' ? (str(c, 'text') ?? '') : '')).join('');
-    if (!text.startsWith(KEYPAD_ENTRY_PREFIX)) continue;
-    if (view.dtmfIn.length > 0) {
-      const keysBefore = view.dtmfIn.filter((t) => t <= e.atMs).length;
-      if (keysBefore <= keysCounted) continue;
-      keysCounted = keysBefore;
-    }
-    out.push({ atMs: round1(e.atMs), digits: text.slice(KEYPAD_ENTRY_PREFIX.length) });
-  }
-  return out;
-}
-
 const BY_REASON: Record<string, EndedBy> = {
   'agent-ended': 'agent',
   transferred: 'transfer',
@@ -794,8 +567,7 @@ const BY_REASON: Record<string, EndedBy> = {
 
 function buildEnded(input: SummaryInput, view: BridgeView | null, toolCalls: ToolCallSummary[] | null, responses: ResponseSummary[] | null): CallEnded {
   const atMs = round1(input.endMs);
-  const line = view === null ? undefined : [...view.upstream].reverse().find((e) => e.type === CAPTURE_END_TYPE);
-  const reason = line === undefined ? null : str(line.body, 'reason');
+  const reason = view?.facts.ended?.reason ?? null;
   if (reason !== null) return { atMs, by: BY_REASON[reason] ?? 'other', reason };
   if (input.caller.sent.some((m) => m.message.event === 'stop')) return { atMs, by: 'caller', reason: null };
   const control = [...(toolCalls ?? [])].reverse().find((c) => c.ran && c.ok !== false && (c.name === 'end_call' || c.name === 'transfer_call'));

@@ -20,6 +20,7 @@ export const OUTCOME_BY_REASON: Record<EndReason | 'error', CallOutcome> = {
   'agent-ended': 'agent-ended',
   transferred: 'transferred',
   idle: 'idle',
+  voicemail: 'voicemail',
   error: 'error',
 };
 

@@ -15,9 +15,11 @@ export interface Handoff {
   target: string;
   /** what was said before the transfer */
   transcript: TranscriptEntry[];
-  /** the caller's and the dialled number, for the returning stream's parameters */
-  from: string | null;
-  to: string | null;
+  /**
+   * The stream's parameters that describe the call (from, to, direction, profile, caller
+   * context), given again to the returning stream so its agent is the same.
+   */
+  parameters: Readonly<Record<string, string>>;
   /** wall-clock ms when it was kept */
   atMs: number;
 }

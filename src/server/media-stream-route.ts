@@ -19,7 +19,8 @@ import type { Admission, StreamTicket } from './admission.js';
 import type { App } from './app.js';
 import type { Handoffs } from './handoffs.js';
 import type { StreamStart, TwilioAccess } from './twilio-access.js';
-import { DIAL_STATUS_PARAMETER, isResume } from './twiml-contract.js';
+import { DIAL_STATUS_PARAMETER, describedCall, isAmdPending, isResume } from './twiml-contract.js';
+import type { CallAgents } from './call-agents.js';
 
 export interface MediaStreamRouteDeps {
   config: AppConfig;
@@ -27,6 +28,8 @@ export interface MediaStreamRouteDeps {
   /** where calls go upstream */
   realtimeUrl: string;
   access: TwilioAccess;
+  /** the agent of each call (profile, AGENT_CONFIG_URL, caller context) */
+  agents: CallAgents;
   admission: Admission;
   handoffs: Handoffs;
   metrics: Metrics;
@@ -90,6 +93,9 @@ export function registerMediaStreamRoute(app: App, deps: MediaStreamRouteDeps): 
       observer: deps.observerFor(stream),
       toolsSecret: config.toolsSecret,
       resumeFor,
+      // Outbound calls with answering-machine detection: the greeting waits for the verdict.
+      amdPending: (start) => isAmdPending(start.customParameters),
+      resolveAgent: (start, log) => deps.agents.resolve(start, log),
       fallbackAudio,
       ...(verifyStart === null ? {} : { verifyStart: (start: StreamStart, log: Logger) => verifyStart({ callSid: start.callSid, resume: isResume(start.customParameters) }, log) }),
       ...(access.rest === null ? {} : { hangUpCall: access.rest.hangUp, transferCall: access.rest.transfer }),
@@ -105,7 +111,7 @@ export function registerMediaStreamRoute(app: App, deps: MediaStreamRouteDeps): 
       if (callSid === null || !transferred) return;
       deps.sharedStreamClaims?.allowResume(callSid);
       const target = session.transferTarget;
-      if (target !== null) handoffs.keep(callSid, { target, transcript: [...session.transcript], from: bridge.parties.from, to: bridge.parties.to });
+      if (target !== null) handoffs.keep(callSid, { target, transcript: [...session.transcript], parameters: describedCall(bridge.startParameters) });
     });
   });
   return calls;

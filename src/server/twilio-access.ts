@@ -11,15 +11,16 @@ import type { AppConfig } from '../config.js';
 import type { StartAuthorization } from '../call/session.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { CALL_TOKEN_PARAMETER, callTokenSecretFrom, createCallToken, verifyCallToken } from '../twilio/call-token.js';
-import { createTwilioClient, hangUpCall, transferCall } from '../twilio/rest.js';
+import { CALL_TOKEN_PARAMETER, CALL_TOKEN_TTL_MS, callTokenSecretFrom, createCallToken, verifyCallToken } from '../twilio/call-token.js';
+import { createTwilioClient, hangUpCall, placeCall, replaceCallTwiml, transferCall } from '../twilio/rest.js';
+import type { PlaceCallRequest } from '../twilio/rest.js';
 import type { TwilioClient } from '../twilio/rest.js';
 import { START_VERIFICATION_TIMEOUT_MS, callStatusCheck, clusterClaimCheck, createStartVerifier } from '../twilio/start-verification.js';
 import type { SharedStreamClaims, StartCheck, StartVerifier } from '../twilio/start-verification.js';
 import type { FormParams } from '../twilio/signature.js';
 import { formParamsFrom, verifyStreamSignature, verifyWebhookSignature, webhookUrl } from '../twilio/signature.js';
-import { dialTwiml, streamUrlFrom } from '../twilio/twiml.js';
-import { INCOMING_CALL_PATH, TRANSFER_STATUS_PATH } from './twiml-contract.js';
+import { dialTwiml, sayThenHangupTwiml, streamUrlFrom } from '../twilio/twiml.js';
+import { AMD_STATUS_PATH, INCOMING_CALL_PATH, OUTBOUND_ANSWER_PATH, TRANSFER_STATUS_PATH } from './twiml-contract.js';
 import type { SignedCallbackPath } from './twiml-contract.js';
 
 interface Security {
@@ -33,6 +34,10 @@ interface Security {
 export interface RestControl {
   hangUp: (callSid: string) => Promise<unknown>;
   transfer: (callSid: string, to: string, callerId: string | null) => Promise<unknown>;
+  /** an outbound call (POST /calls) */
+  placeCall: (request: PlaceCallRequest) => Promise<{ callSid: string; status: string }>;
+  /** a machine's message in Twilio's voice, then the end of the call (the AMD fallback) */
+  sayThenHangUp: (callSid: string, text: string) => Promise<unknown>;
 }
 
 /** A stream's `start`, as far as its checks read it. */
@@ -77,12 +82,16 @@ export class TwilioAccess {
    * over the callback's URL (from PUBLIC_URL, never the Host header) is taken. `what` names the
    * callback in the log.
    */
-  async signedForm(request: FastifyRequest, reply: FastifyReply, path: SignedCallbackPath, what: string): Promise<FormParams | null> {
+  async signedForm(request: FastifyRequest, reply: FastifyReply, path: SignedCallbackPath, what: string, options: { signedQuery?: boolean } = {}): Promise<FormParams | null> {
     const params = formParamsFrom(request.body);
     const security = this.security;
     if (security === null) return params ?? {};
     const signature = request.headers['x-twilio-signature'];
-    if (params !== null && verifyWebhookSignature({ authToken: security.authToken, signature, url: security.callbackUrls[path], params })) return params;
+    // `signedQuery`: the callback's URL carries state in its query (an outbound call's), which
+    // Twilio signed with the rest of the URL; the query is taken as the request brings it, and
+    // any change to it breaks the signature.
+    const url = options.signedQuery === true ? `${security.callbackUrls[path]}${rawQuery(request.url)}` : security.callbackUrls[path];
+    if (params !== null && verifyWebhookSignature({ authToken: security.authToken, signature, url, params })) return params;
     this.metrics.rejectedConnection('bad-signature');
     this.logger.warn({ ip: request.ip }, `${what} rejected: invalid or missing X-Twilio-Signature`);
     await reply.code(403).send({ error: 'invalid Twilio signature' });
@@ -99,16 +108,24 @@ export class TwilioAccess {
     return true;
   }
 
-  /** The `<Stream>` parameter that lets this call's stream start: its call token (none without a token). */
-  callTokenParameter(callSid: string): Record<string, string> {
-    if (this.security === null) return {};
-    return { [CALL_TOKEN_PARAMETER]: createCallToken(this.security.tokenSecret, callSid, this.wallClock()) };
+  /**
+   * A `<Stream>`'s parameters: `parameters` (who calls, the caller context, …) and the call token
+   * that lets this call's stream start with exactly these (none without TWILIO_AUTH_TOKEN: the
+   * stream's parameters are then taken as given). Values must already be as Twilio will deliver
+   * them (twiml-contract.ts, `parameterValue`), or the genuine stream would be refused.
+   */
+  streamParameters(callSid: string, parameters: Readonly<Record<string, string>>): Record<string, string> {
+    if (this.security === null) return { ...parameters };
+    return { ...parameters, [CALL_TOKEN_PARAMETER]: createCallToken(this.security.tokenSecret, callSid, this.wallClock(), CALL_TOKEN_TTL_MS, parameters) };
   }
 
-  /** Whether a stream's `start` carries a valid call token for its CallSid (always, without a token). */
+  /**
+   * Whether a stream's `start` carries a valid call token for its CallSid and for every other
+   * parameter it brings, unchanged (always, without TWILIO_AUTH_TOKEN).
+   */
   checkCallToken(start: StreamStart): StartAuthorization {
     if (this.security === null) return { ok: true };
-    const token = verifyCallToken(this.security.tokenSecret, start.customParameters[CALL_TOKEN_PARAMETER], start.callSid, this.wallClock());
+    const token = verifyCallToken(this.security.tokenSecret, start.customParameters[CALL_TOKEN_PARAMETER], start.callSid, this.wallClock(), start.customParameters);
     return token.ok ? { ok: true } : { ok: false, reason: `call token ${token.reason}` };
   }
 
@@ -128,6 +145,8 @@ function securityFrom(config: AppConfig): Security | null {
     callbackUrls: {
       [INCOMING_CALL_PATH]: webhookUrl(config.publicUrl, INCOMING_CALL_PATH),
       [TRANSFER_STATUS_PATH]: webhookUrl(config.publicUrl, TRANSFER_STATUS_PATH),
+      [OUTBOUND_ANSWER_PATH]: webhookUrl(config.publicUrl, OUTBOUND_ANSWER_PATH),
+      [AMD_STATUS_PATH]: webhookUrl(config.publicUrl, AMD_STATUS_PATH),
     },
     streamUrl: streamUrlFrom(config.publicUrl),
   };
@@ -166,11 +185,19 @@ function restControlFrom(config: AppConfig): RestControl | null {
   const actionUrl = config.publicUrl === null ? null : webhookUrl(config.publicUrl, TRANSFER_STATUS_PATH);
   return {
     hangUp: (callSid) => hangUpCall(client, callSid),
+    placeCall: (request) => placeCall(client, request),
+    sayThenHangUp: (callSid, text) => replaceCallTwiml(client, callSid, sayThenHangupTwiml(text), 'leave a voicemail on'),
     transfer: async (callSid, to, callerId) => {
       if (actionUrl === null) throw new Error('PUBLIC_URL is not set, so Twilio could not report back a transfer the target does not answer');
       return transferCall(client, callSid, dialTwiml(to, { callerId, actionUrl }));
     },
   };
+}
+
+/** `?…` of a request's URL as it arrived (undecoded), or '' without one. */
+function rawQuery(url: string): string {
+  const at = url.indexOf('?');
+  return at < 0 ? '' : url.slice(at);
 }
 
 /** Without PUBLIC_URL (local development only: no signatures are checked then). */

@@ -3,6 +3,7 @@
  * and POST /transfer-status (a transfer's `<Dial>` ended: hang up, or bring the caller back to the
  * agent). Each answers TwiML; admission decides, TwilioAccess checks signatures and issues tokens.
  */
+import type { FastifyRequest } from 'fastify';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { FormParams } from '../twilio/signature.js';
@@ -11,17 +12,28 @@ import type { Admission } from './admission.js';
 import type { App } from './app.js';
 import type { Handoffs } from './handoffs.js';
 import type { TwilioAccess } from './twilio-access.js';
-import { DIAL_STATUS_PARAMETER, FROM_PARAMETER, INCOMING_CALL_PATH, RESUME_PARAMETER, TO_PARAMETER, TRANSFER_FAILED, TRANSFER_STATUS_PATH } from './twiml-contract.js';
+import type { CallAgents } from './call-agents.js';
+import {
+  DIAL_STATUS_PARAMETER,
+  INCOMING_CALL_PATH,
+  RESUME_PARAMETER,
+  TRANSFER_FAILED,
+  TRANSFER_STATUS_PATH,
+  callParameters,
+  parameterValue,
+} from './twiml-contract.js';
 
 export interface WebhookRoutesDeps {
   access: TwilioAccess;
+  /** each answered call's agent: asked for here, resolved when its stream starts */
+  agents: CallAgents;
   admission: Admission;
   handoffs: Handoffs;
   metrics: Metrics;
   logger: Logger;
 }
 
-export function registerWebhookRoutes(app: App, { access, admission, handoffs, metrics, logger }: WebhookRoutesDeps): void {
+export function registerWebhookRoutes(app: App, { access, agents, admission, handoffs, metrics, logger }: WebhookRoutesDeps): void {
   app.post(INCOMING_CALL_PATH, async (request, reply) => {
     const params = await access.signedForm(request, reply, INCOMING_CALL_PATH, 'webhook');
     if (params === null) return reply;
@@ -38,16 +50,12 @@ export function registerWebhookRoutes(app: App, { access, admission, handoffs, m
       }
       return reply.type('text/xml').send(busyTwiml());
     }
-    const streamUrl = access.streamUrl(request);
-    const parameters: Record<string, string> = callSid === null ? {} : access.callTokenParameter(callSid);
-    // Who is calling and which number they dialled: tools and the agent's context need them.
-    const from = formString(params, 'From');
-    const to = formString(params, 'To');
-    if (from !== null) parameters[FROM_PARAMETER] = from.slice(0, 64);
-    if (to !== null) parameters[TO_PARAMETER] = to.slice(0, 64);
-    if (callSid !== null) admission.answered(callSid);
-    logger.info({ callSid, streamUrl }, 'incoming call: answering with <Connect><Stream>');
-    return reply.type('text/xml').send(connectStreamTwiml(streamUrl, parameters));
+    // Who is calling, which number they dialled, which way: the agent's context and the tools
+    // need them, and the call token binds them so the stream cannot bring others.
+    const call = { from: formString(params, 'From'), to: formString(params, 'To'), direction: formString(params, 'Direction') };
+    const twiml = connectStream(request, { access, agents, admission }, callSid, callParameters(call));
+    logger.info({ callSid, streamUrl: twiml.streamUrl }, 'incoming call: answering with <Connect><Stream>');
+    return reply.type('text/xml').send(twiml.xml);
   });
 
   // A transfer's <Dial> ended. Answered and finished: the call is over. Busy, no answer, failed:
@@ -64,21 +72,42 @@ export function registerWebhookRoutes(app: App, { access, admission, handoffs, m
       return reply.type('text/xml').send(hangupTwiml());
     }
     const handoff = handoffs.peek(callSid);
-    const parameters: Record<string, string> = {
+    // The returning stream describes the call as the first one did, so its agent is the same.
+    const described = handoff?.parameters ?? {};
+    const parameters = access.streamParameters(callSid, {
+      ...described,
       [RESUME_PARAMETER]: TRANSFER_FAILED,
-      [DIAL_STATUS_PARAMETER]: status.slice(0, 32),
-      ...access.callTokenParameter(callSid),
-    };
-    if (handoff?.from != null) parameters[FROM_PARAMETER] = handoff.from;
-    if (handoff?.to != null) parameters[TO_PARAMETER] = handoff.to;
+      [DIAL_STATUS_PARAMETER]: parameterValue(status, 32),
+    });
     admission.answered(callSid);
+    agents.answered(callSid, described);
     logger.info({ callSid, dialCallStatus: status, target: handoff?.target ?? null }, 'transfer not answered: caller back to the agent');
     const streamUrl = access.streamUrl(request);
     return reply.type('text/xml').send(connectStreamTwiml(streamUrl, parameters));
   });
 }
 
-function formString(params: FormParams | null, key: string): string | null {
+/**
+ * The `<Connect><Stream>` of an admitted call (inbound, or an answered outbound one): its
+ * parameters `described` plus the call token binding them, the stream announced to admission,
+ * and AGENT_CONFIG_URL asked at once, while Twilio connects the call.
+ */
+export function connectStream(
+  request: FastifyRequest,
+  { access, agents, admission }: Pick<WebhookRoutesDeps, 'access' | 'agents' | 'admission'>,
+  callSid: string | null,
+  described: Record<string, string>,
+): { xml: string; streamUrl: string } {
+  const streamUrl = access.streamUrl(request);
+  const parameters = callSid === null ? described : access.streamParameters(callSid, described);
+  if (callSid !== null) {
+    admission.answered(callSid);
+    agents.answered(callSid, described);
+  }
+  return { xml: connectStreamTwiml(streamUrl, parameters), streamUrl };
+}
+
+export function formString(params: FormParams | null, key: string): string | null {
   const v = params?.[key];
   return typeof v === 'string' && v !== '' ? v : null;
 }

@@ -1,8 +1,8 @@
 /**
  * The few Twilio REST operations callbridge performs, over the official `twilio` client:
  * pointing a number's voice webhook at us (`npm run twilio:configure`), ending a call,
- * transferring one (new TwiML for the live call) and reading a call's status (is a stream's call
- * really in progress?).
+ * transferring one (new TwiML for the live call), reading a call's status (is a stream's call
+ * really in progress?) and placing an outbound call.
  *
  * Failures come back as one of two error classes so callers can tell "you asked for something
  * malformed" (TwilioInputError, raised before any request is made) from "Twilio said no or could
@@ -211,16 +211,56 @@ export async function hangUpCall(client: TwilioClient, callSid: string): Promise
  * is already over answers 404 / 20404.
  */
 export async function transferCall(client: TwilioClient, callSid: string, twiml: string): Promise<'redirected' | 'already-ended'> {
+  return replaceCallTwiml(client, callSid, twiml, 'transfer');
+}
+
+/**
+ * Replaces the TwiML a live call executes with `twiml` (`what` names the purpose in errors): the
+ * transfer's `<Dial>`, or an answering machine's `<Say>` and `<Hangup/>` when the process holding
+ * the call's stream is not this one. A call that is already over answers 404 / 20404.
+ */
+export async function replaceCallTwiml(client: TwilioClient, callSid: string, twiml: string, what: string): Promise<'redirected' | 'already-ended'> {
   if (!CALL_SID.test(callSid)) throw new TwilioInputError(`not a Twilio call SID (CA + 32 hex digits): "${callSid}"`);
-  if (twiml.trim() === '') throw new TwilioInputError(`empty TwiML for the transfer of call ${callSid}`);
+  if (twiml.trim() === '') throw new TwilioInputError(`empty TwiML for the ${what} of call ${callSid}`);
   try {
     await client.calls(callSid).update({ twiml });
     return 'redirected';
   } catch (err) {
     const failure = restFailure(err);
     if (failure !== null && (failure.status === 404 || failure.code === 20404)) return 'already-ended';
-    throw apiError(`transfer call ${callSid} on Twilio account ${client.accountSid}`, err);
+    throw apiError(`${what} call ${callSid} on Twilio account ${client.accountSid}`, err);
   }
+}
+
+export interface PlaceCallRequest {
+  /** the callee, E.164 */
+  to: string;
+  /** the caller id, E.164: a number of the account (TWILIO_FROM_NUMBER) */
+  from: string;
+  /** where Twilio fetches the call's TwiML (POST) once it is answered */
+  url: string;
+  /** answering-machine detection's verdict goes here (POST); null: no detection */
+  amdStatusCallback: string | null;
+}
+
+/**
+ * Places a call (`calls.create`). With a status callback, Twilio detects an answering machine
+ * asynchronously (DetectMessageEnd: the verdict comes once a machine's message has ended, so
+ * a voicemail lands after the beep) while `url`'s TwiML already runs.
+ */
+export async function placeCall(client: TwilioClient, request: PlaceCallRequest): Promise<{ callSid: string; status: string }> {
+  assertE164(request.to);
+  assertE164(request.from);
+  parseHttpsUrl(request.url, 'answer URL');
+  if (request.amdStatusCallback !== null) parseHttpsUrl(request.amdStatusCallback, 'AMD status callback URL');
+  const amd =
+    request.amdStatusCallback === null
+      ? {}
+      : { machineDetection: 'DetectMessageEnd', asyncAmd: 'true', asyncAmdStatusCallback: request.amdStatusCallback, asyncAmdStatusCallbackMethod: 'POST' };
+  const call = await attempt(`place a call to ${request.to} from ${request.from} on Twilio account ${client.accountSid}`, () =>
+    client.calls.create({ to: request.to, from: request.from, url: request.url, method: 'POST', ...amd }),
+  );
+  return { callSid: call.sid, status: String(call.status) };
 }
 
 /**

@@ -69,6 +69,17 @@ export function dialTwiml(target: string, { callerId, actionUrl, timeoutS = 20 }
   return response.toString();
 }
 
+/**
+ * An answering machine's message in Twilio's own voice, then the end of the call: what the REST
+ * fallback leaves when the process holding the call's stream is not the one told of the machine.
+ */
+export function sayThenHangupTwiml(text: string): string {
+  const response = new VoiceResponse();
+  response.say(text);
+  response.hangup();
+  return response.toString();
+}
+
 /** Ends the call. */
 export function hangupTwiml(): string {
   const response = new VoiceResponse();

@@ -311,7 +311,8 @@ describe('WORKERS > 1', () => {
       const answer = await get(port, '/incoming-call', { method: 'POST', body: new URLSearchParams(form).toString(), headers: { 'x-twilio-signature': webhookSignature } });
       const token = /<Parameter name="callToken" value="([^"]+)"\/>/.exec(answer.body)?.[1];
       expect(token).toBeDefined();
-      const caller = call(port, { callSid, headers: streamHeaders, customParameters: { callToken: token ?? '' } });
+      // Twilio brings back every parameter of the TwiML, which the token binds.
+      const caller = call(port, { callSid, headers: streamHeaders, customParameters: { from: form.From, to: form.To, callToken: token ?? '' } });
       await caller.start();
       return caller;
     };

@@ -6,9 +6,15 @@ import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { CallReport } from '../../src/report/schema.js';
 import { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
 import { loadCallerMulaw } from '../support/fixtures.js';
 import { eventually } from '../support/call-rig.js';
+import { HttpPeer } from '../support/peers.js';
 
 let child: ChildProcessWithoutNullStreams | null = null;
 afterEach(() => {
@@ -41,6 +47,29 @@ function startMain(env: NodeJS.ProcessEnv): { proc: ChildProcessWithoutNullStrea
     proc.on('exit', (code) => reject(new Error(`main exited early with ${code}`)));
   });
   return { proc, lines, port, metricsPort };
+}
+
+/** Starts main with `env`, expecting it to refuse: its exit code and stderr, and whether it ever listened. */
+async function refusedStart(env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string; listened: boolean }> {
+  const main = startMain({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env });
+  child = main.proc;
+  main.port.catch(() => undefined); // it never listens: the exit rejects this
+  const stderr: string[] = [];
+  createInterface({ input: main.proc.stderr }).on('line', (line) => stderr.push(line));
+  const code = await new Promise<number | null>((resolve) => main.proc.on('exit', (c) => resolve(c)));
+  return { code, stderr: stderr.join('\n'), listened: main.lines.some((l) => String(l['msg']).startsWith('Server listening at')) };
+}
+
+/** Main started with `env`, and a call on it that is connected upstream: ready for a signal. */
+async function mainWithLiveCall(env: NodeJS.ProcessEnv): Promise<{ main: ReturnType<typeof startMain>; port: number; caller: SimulatedCaller; exited: Promise<number | null> }> {
+  const main = startMain({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env });
+  child = main.proc;
+  const port = await main.port;
+  const caller = new SimulatedCaller({ url: `ws://127.0.0.1:${port}/media-stream`, audio: loadCallerMulaw('caller-yes') });
+  await caller.start();
+  await eventually(() => main.lines.some((l) => l['msg'] === 'upstream open'), 'call connected');
+  const exited = new Promise<number | null>((resolve) => main.proc.on('exit', (code) => resolve(code)));
+  return { main, port, caller, exited };
 }
 
 describe('npm start without an API key', () => {
@@ -102,29 +131,17 @@ describe('npm start without an API key', () => {
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', () => resolve()));
     const takenPort = (taken.address() as { port: number }).port;
     try {
-      const main = startMain({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', METRICS_PORT: String(takenPort) });
-      child = main.proc;
-      main.port.catch(() => undefined); // it never listens: the exit rejects this
-      const stderr: string[] = [];
-      createInterface({ input: main.proc.stderr }).on('line', (line) => stderr.push(line));
-      const exited = await new Promise<number | null>((resolve) => main.proc.on('exit', (code) => resolve(code)));
-      expect(exited).toBe(1);
-      expect(stderr.join('\n')).toContain(`METRICS_PORT ${takenPort} on 127.0.0.1`);
-      expect(main.lines.some((l) => String(l['msg']).startsWith('Server listening at'))).toBe(false);
+      const refused = await refusedStart({ METRICS_PORT: String(takenPort) });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(`METRICS_PORT ${takenPort} on 127.0.0.1`);
+      expect(refused.listened).toBe(false);
     } finally {
       await new Promise<void>((resolve) => taken.close(() => resolve()));
     }
   });
 
   it('drains on SIGTERM: not ready, busy webhook, the live call carries on until DRAIN_TIMEOUT_S, then exit 0', async () => {
-    const main = startMain({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', DRAIN_TIMEOUT_S: '3' });
-    child = main.proc;
-    const port = await main.port;
-    const caller = new SimulatedCaller({ url: `ws://127.0.0.1:${port}/media-stream`, audio: loadCallerMulaw('caller-yes') });
-    await caller.start();
-    await eventually(() => main.lines.some((l) => l['msg'] === 'upstream open'), 'call connected');
-
-    const exited = new Promise<number | null>((resolve) => main.proc.on('exit', (code) => resolve(code)));
+    const { main, port, caller, exited } = await mainWithLiveCall({ DRAIN_TIMEOUT_S: '3' });
     const signalledAt = Date.now();
     main.proc.kill('SIGTERM');
     await eventually(() => main.lines.some((l) => l['msg'] === 'draining before shutdown'), 'draining');
@@ -138,5 +155,50 @@ describe('npm start without an API key', () => {
     expect(await exited).toBe(0);
     expect(Date.now() - signalledAt).toBeGreaterThanOrEqual(2900);
     expect(main.lines.some((l) => l['msg'] === 'drain timeout: ending the remaining calls')).toBe(true);
+  });
+
+  it('SIGTERM with a report pending: the drain ends the call, and its report is delivered (after a 503) and written before exit', async () => {
+    let answered = 0;
+    const receiver = await new HttpPeer((_req, res) => {
+      answered += 1;
+      res.writeHead(answered === 1 ? 503 : 200).end();
+    }).start();
+    const reportsDir = mkdtempSync(join(tmpdir(), 'cb-main-reports-'));
+    try {
+      const secret = 'main-test-report-secret';
+      const { main, caller, exited } = await mainWithLiveCall({ DRAIN_TIMEOUT_S: '1', CALL_REPORT_URL: `${receiver.baseUrl}/reports`, TOOLS_SECRET: secret, REPORTS_DIR: reportsDir });
+      main.proc.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      // Before the process was gone: refused once (503), retried, accepted; signed over the body.
+      expect(receiver.requests).toHaveLength(2);
+      const last = receiver.requests[1]!;
+      expect(last.headers['x-callbridge-signature']).toBe(`sha256=${createHmac('sha256', secret).update(last.body).digest('hex')}`);
+      const report = JSON.parse(last.body) as CallReport;
+      expect(report).toMatchObject({ format: 'callbridge.report/1', callSid: caller.callSid, endReason: 'shutdown', sessionEndReason: 'shutdown' });
+      const delivered = main.lines.findIndex((l) => l['msg'] === 'post-call report delivered' && l['callSid'] === caller.callSid);
+      expect(delivered).toBeGreaterThanOrEqual(0);
+      expect(delivered).toBeLessThan(main.lines.findIndex((l) => l['msg'] === 'shut down cleanly'));
+      expect(JSON.parse(readFileSync(join(reportsDir, `${caller.callSid}.json`), 'utf8'))).toEqual(report);
+    } finally {
+      await receiver.stop();
+      rmSync(reportsDir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to start when REPORTS_DIR cannot be written, naming it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cb-main-reports-'));
+    try {
+      writeFileSync(join(dir, 'a-file'), 'x');
+      const unwritable = join(dir, 'a-file', 'reports');
+      const refused = await refusedStart({ REPORTS_DIR: unwritable });
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain(`REPORTS_DIR ${unwritable} is not a writable folder`);
+      expect(refused.listened).toBe(false);
+      const noRecordings = await refusedStart({ RECORD_AUDIO: unwritable });
+      expect(noRecordings.code).toBe(2);
+      expect(noRecordings.stderr).toContain(`RECORD_AUDIO ${unwritable} is not a writable folder`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -12,7 +12,7 @@ import type { AnswerSource } from '../../src/realtime/local/conversation.js';
 import { eventually, startRig, upstreamEvents } from '../support/call-rig.js';
 import type { Rig } from '../support/call-rig.js';
 import { loadAgentPcm24k, loadCallerMulaw } from '../support/fixtures.js';
-import { HttpPeer, twilioRestDouble } from '../support/peers.js';
+import { HttpPeer, orderLookupTool, twilioRestDouble } from '../support/peers.js';
 
 const AUTH_TOKEN = 'test-auth-token-0123456789abcdef';
 const ACCOUNT_SID = 'AC0123456789abcdef0123456789abcdef';
@@ -90,14 +90,7 @@ async function agentRig(finalTool: 'end_call' | 'transfer_call'): Promise<{ rig:
       tools: [
         { type: 'end_call' },
         { type: 'transfer_call', to: AGENT_DESK },
-        {
-          type: 'http',
-          name: 'lookup_order',
-          description: 'Look up an order by number',
-          parameters: { type: 'object', properties: { order: { type: 'string' } }, required: ['order'] },
-          url: `${tools.baseUrl}/orders`,
-          timeoutMs: 3000,
-        },
+        orderLookupTool(tools.baseUrl),
       ],
     },
   });

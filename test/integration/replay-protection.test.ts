@@ -65,12 +65,15 @@ async function webhook(r: Rig, form: Record<string, string> = FORM, headers: Rec
   return { status: res.status, xml, token: /<Parameter name="callToken" value="([^"]+)"\/>/.exec(xml)?.[1] ?? null };
 }
 
+/** What the TwiML carries beside the token for FORM's call, which the token binds: Twilio brings them all back. */
+const CALL_PARAMETERS = { from: FORM.From, to: FORM.To };
+
 /** The media stream Twilio opens for that TwiML: the signed handshake and `start` with the token. */
 function stream(r: Rig, token: string | null, callSid = CALL_SID): SimulatedCaller {
   return r.caller({
     callSid,
     headers: STREAM_HEADERS,
-    customParameters: token === null ? {} : { callToken: token },
+    customParameters: token === null ? {} : { ...CALL_PARAMETERS, callToken: token },
     audio: loadCallerMulaw('caller-yes'),
   });
 }

@@ -56,6 +56,9 @@ async function postWebhook(r: Rig, headers: Record<string, string>, form = FORM)
   });
 }
 
+/** What the TwiML carries beside the token for FORM's call, which the token binds: Twilio brings them all back. */
+const CALL_PARAMETERS = { from: FORM.From, to: FORM.To };
+
 /** The token the webhook put into the TwiML for a call. */
 /** A refused stream is closed at `start`; a broken check would let it run on: fail in seconds, not at the test timeout. */
 const CLOSE_WAIT_MS = 5000;
@@ -126,7 +129,7 @@ describe('signed requests only', () => {
     rig = await startRig({ env: SECURE_ENV, wallClock: () => now });
     const token = await tokenFor(rig, CALL_SID);
     now += 61_000;
-    const caller = rig.caller({ callSid: CALL_SID, headers: { 'x-twilio-signature': sign(STREAM_URL, {}) }, customParameters: { callToken: token }, audio: loadCallerMulaw('caller-yes') });
+    const caller = rig.caller({ callSid: CALL_SID, headers: { 'x-twilio-signature': sign(STREAM_URL, {}) }, customParameters: { ...CALL_PARAMETERS, callToken: token }, audio: loadCallerMulaw('caller-yes') });
     await caller.start();
     await closedWithin(caller, CLOSE_WAIT_MS);
     expect(caller.closeCode).toBe(1008);
@@ -137,7 +140,7 @@ describe('signed requests only', () => {
   it('serves a call whose webhook and stream are both signed and whose token is valid', async () => {
     rig = await startRig({ env: SECURE_ENV, upstream: { speed: Number.POSITIVE_INFINITY } });
     const token = await tokenFor(rig, CALL_SID);
-    const caller = rig.caller({ callSid: CALL_SID, headers: { 'x-twilio-signature': sign(STREAM_URL, {}) }, customParameters: { callToken: token }, audio: loadCallerMulaw('caller-yes') });
+    const caller = rig.caller({ callSid: CALL_SID, headers: { 'x-twilio-signature': sign(STREAM_URL, {}) }, customParameters: { ...CALL_PARAMETERS, callToken: token }, audio: loadCallerMulaw('caller-yes') });
     await caller.start();
     await eventually(() => sentOfType(rig!.fake, 1, 'response.done').length === 1, 'answered');
     // Admitted for real: still open, one upstream session, configured and answered, the answer heard.
@@ -226,7 +229,7 @@ describe('limits and draining', () => {
     await sleep(300);
     expect(await settled(drained)).toBe('pending');
 
-    const caller = rig.caller({ callSid: CALL_SID, headers: { 'x-twilio-signature': sign(STREAM_URL, {}) }, customParameters: { callToken: token }, audio: loadCallerMulaw('caller-yes') });
+    const caller = rig.caller({ callSid: CALL_SID, headers: { 'x-twilio-signature': sign(STREAM_URL, {}) }, customParameters: { ...CALL_PARAMETERS, callToken: token }, audio: loadCallerMulaw('caller-yes') });
     await caller.start();
     await eventually(() => sentOfType(rig!.fake, 1, 'response.done').length === 1, 'answered while draining');
     expect(caller.closeCode).toBeUndefined();

@@ -6,6 +6,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import type { HttpTool } from '../../src/config.js';
 
 export interface ReceivedRequest {
   atMs: number;
@@ -76,10 +77,17 @@ export interface TwilioRestDouble extends HttpPeer {
   readonly statusReads: ReceivedRequest[];
   /** How the status read of `callSid` is answered from now on; unset calls are `in-progress`. */
   setCallStatus(callSid: string, answer: CallStatusAnswer): void;
+  /** The form of each call created (POST …/Calls.json), with the CallSid the double gave it. */
+  readonly createdCalls: Array<{ callSid: string; form: URLSearchParams }>;
+}
+
+/** The CallSid the double gives the n-th call it creates (from 1). */
+export function createdCallSid(n: number): string {
+  return `CA${n.toString(16).padStart(32, 'f')}`;
 }
 
 /**
- * Twilio's Calls resource. Updates (POST) succeed, as for a live call; a hang-up
+ * Twilio's Calls resource. Creates (POST …/Calls.json) answer a new queued call. Updates (POST) succeed, as for a live call; a hang-up
  * (Status=completed) makes later status reads say `completed`, as Twilio's would. Status reads
  * (GET) say `in-progress` unless a test set something else.
  */
@@ -89,8 +97,19 @@ export function twilioRestDouble(): TwilioRestDouble {
   const json = (res: ServerResponse, status: number, body: unknown): void => {
     res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   };
+  const createdCalls: Array<{ callSid: string; form: URLSearchParams }> = [];
   const peer = new HttpPeer(
     (req, res) => {
+      // calls.create: a new call, queued, as Twilio answers it (201).
+      const create = /\/Accounts\/(AC[0-9a-f]{32})\/Calls\.json$/.exec(req.path);
+      if (create !== null && req.method === 'POST') {
+        const form = new URLSearchParams(req.body);
+        const callSid = createdCallSid(createdCalls.length + 1);
+        createdCalls.push({ callSid, form });
+        // Its status reads say in-progress (the default), as they would once the callee picked up.
+        json(res, 201, { sid: callSid, account_sid: create[1], to: form.get('To'), from: form.get('From'), status: 'queued', direction: 'outbound-api' });
+        return;
+      }
       const m = /\/Accounts\/(AC[0-9a-f]{32})\/Calls\/(CA[0-9a-f]{32})\.json$/.exec(req.path);
       const [, accountSid, callSid] = m ?? [];
       if (accountSid === undefined || callSid === undefined || (req.method !== 'POST' && req.method !== 'GET')) {
@@ -114,8 +133,21 @@ export function twilioRestDouble(): TwilioRestDouble {
   );
   return Object.assign(peer, {
     statusReads,
+    createdCalls,
     setCallStatus(callSid: string, answer: CallStatusAnswer): void {
       statuses.set(callSid, answer);
     },
   });
+}
+
+/** The `http` tool the agent tests give the model: an order lookup on a tool server double. */
+export function orderLookupTool(toolServerBaseUrl: string): HttpTool {
+  return {
+    type: 'http',
+    name: 'lookup_order',
+    description: 'Look up an order by number',
+    parameters: { type: 'object', properties: { order: { type: 'string' } }, required: ['order'] },
+    url: `${toolServerBaseUrl}/orders`,
+    timeoutMs: 3000,
+  };
 }

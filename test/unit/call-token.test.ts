@@ -1,8 +1,9 @@
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   CALL_TOKEN_PARAMETER,
   CALL_TOKEN_TTL_MS,
+  boundParametersDigest,
   callTokenSecretFrom,
   createCallToken,
   verifyCallToken,
@@ -94,13 +95,54 @@ describe('call token', () => {
     expect(verifyCallToken(SECRET, bytes.toString('base64url'), CALL, NOW)).toEqual({ ok: false, reason: 'bad-signature' });
   });
 
-  it('binds the MAC to v1.<CallSid>.<expiry> under the derived key', () => {
+  it('binds the MAC to v2.<CallSid>.<expiry>.<parameters digest> under the derived key', () => {
     const bytes = Buffer.from(token(), 'base64url');
     const expiry = NOW + CALL_TOKEN_TTL_MS;
-    expect(bytes[0]).toBe(1);
+    expect(bytes[0]).toBe(2);
     expect(Number(bytes.readBigUInt64BE(1))).toBe(expiry);
-    const expected = createHmac('sha256', SECRET).update(`v1.${CALL}.${expiry}`).digest();
+    const noParameters = createHash('sha256').update('[]').digest('hex');
+    expect(boundParametersDigest({})).toBe(noParameters);
+    const expected = createHmac('sha256', SECRET).update(`v2.${CALL}.${expiry}.${noParameters}`).digest();
     expect(bytes.subarray(9).equals(expected)).toBe(true);
+  });
+
+  it('refuses a version-1 token (it bound the CallSid only) as malformed', () => {
+    const bytes = Buffer.from(token(), 'base64url');
+    bytes[0] = 1;
+    expect(verifyCallToken(SECRET, bytes.toString('base64url'), CALL, NOW)).toEqual({ ok: false, reason: 'malformed' });
+  });
+
+  describe('binds the stream\'s other parameters', () => {
+    const PARAMS = { from: '+15550001111', to: '+15552223333', direction: 'inbound', plan: 'gold' };
+    const bound = (): string => createCallToken(SECRET, CALL, NOW, CALL_TOKEN_TTL_MS, PARAMS);
+
+    it('verifies with exactly those parameters, in any order, its own parameter ignored', () => {
+      const reordered = { plan: 'gold', direction: 'inbound', to: '+15552223333', from: '+15550001111' };
+      expect(verifyCallToken(SECRET, bound(), CALL, NOW, PARAMS)).toEqual({ ok: true });
+      expect(verifyCallToken(SECRET, bound(), CALL, NOW, reordered)).toEqual({ ok: true });
+      expect(verifyCallToken(SECRET, bound(), CALL, NOW, { ...PARAMS, [CALL_TOKEN_PARAMETER]: bound() })).toEqual({ ok: true });
+      // Compact whatever it binds: the parameters travel beside it, not in it.
+      expect(bound().length).toBe(token().length);
+    });
+
+    it.each([
+      ['a changed caller', { ...PARAMS, from: '+15559999999' }],
+      ['a changed dialled number', { ...PARAMS, to: '+15558888888' }],
+      ['a changed direction', { ...PARAMS, direction: 'outbound-api' }],
+      ['a changed context value', { ...PARAMS, plan: 'platinum' }],
+      ['a dropped parameter', { from: PARAMS.from, to: PARAMS.to, direction: PARAMS.direction }],
+      ['an added parameter', { ...PARAMS, profile: 'sales' }],
+      ['a value moved to another name', { ...PARAMS, plan: undefined, tier: 'gold' }],
+      ['none at all', {}],
+    ])('refuses %s as a bad signature', (_what, presented) => {
+      const clean = Object.fromEntries(Object.entries(presented).filter((e): e is [string, string] => e[1] !== undefined));
+      expect(verifyCallToken(SECRET, bound(), CALL, NOW, clean)).toEqual({ ok: false, reason: 'bad-signature' });
+    });
+
+    it('keeps names and values apart in the digest', () => {
+      expect(boundParametersDigest({ a: 'b,c' })).not.toBe(boundParametersDigest({ 'a,b': 'c' }));
+      expect(boundParametersDigest({ a: '', b: '' })).not.toBe(boundParametersDigest({ 'a"': '"b' }));
+    });
   });
 
   it('calls an absent token missing', () => {

@@ -3,22 +3,15 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, DEFAULT_CONFIG_PATH, MAX_WORKERS, loadConfig, parseAgentConfig, parseWorkers, toolName } from '../../src/config.js';
+import { configProblems, defaultConfigJson } from '../support/config-problems.js';
 
-function defaults(): Record<string, unknown> {
-  return JSON.parse(readFileSync(DEFAULT_CONFIG_PATH, 'utf8')) as Record<string, unknown>;
-}
+const defaults = defaultConfigJson;
 
 /** The problems parseAgentConfig reports for the default config after `patch` (none: []). */
 function problemsOf(patch: (c: Record<string, unknown>) => void): string[] {
   const raw = defaults();
   patch(raw);
-  try {
-    parseAgentConfig(raw);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  return [];
+  return configProblems(() => parseAgentConfig(raw));
 }
 
 const HTTP_TOOL = {

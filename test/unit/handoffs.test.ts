@@ -5,7 +5,7 @@ import type { Handoff } from '../../src/server/handoffs.js';
 const A = 'CA00000000000000000000000000000001';
 const B = 'CA00000000000000000000000000000002';
 const C = 'CA00000000000000000000000000000003';
-const HANDOFF: Omit<Handoff, 'atMs'> = { target: '+15557778888', transcript: [], from: '+15550001111', to: '+15552223333' };
+const HANDOFF: Omit<Handoff, 'atMs'> = { target: '+15557778888', transcript: [], parameters: { from: '+15550001111', to: '+15552223333' } };
 
 describe('Handoffs (conversations of transferred calls)', () => {
   it('keeps a handoff for the transfer-status callback to read, and hands it to the returning stream once', () => {
