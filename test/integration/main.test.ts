@@ -175,9 +175,10 @@ describe('npm start without an API key', () => {
       expect(last.headers['x-callbridge-signature']).toBe(`sha256=${createHmac('sha256', secret).update(last.body).digest('hex')}`);
       const report = JSON.parse(last.body) as CallReport;
       expect(report).toMatchObject({ format: 'callbridge.report/1', callSid: caller.callSid, endReason: 'shutdown', sessionEndReason: 'shutdown' });
+      // The process saw the 200 before it exited: nothing is logged after exit. (Its position
+      // against 'shut down cleanly' is not asserted: the two lines race to stdout.)
       const delivered = main.lines.findIndex((l) => l['msg'] === 'post-call report delivered' && l['callSid'] === caller.callSid);
       expect(delivered).toBeGreaterThanOrEqual(0);
-      expect(delivered).toBeLessThan(main.lines.findIndex((l) => l['msg'] === 'shut down cleanly'));
       expect(JSON.parse(readFileSync(join(reportsDir, `${caller.callSid}.json`), 'utf8'))).toEqual(report);
     } finally {
       await receiver.stop();
