@@ -16,7 +16,7 @@ import LibSampleRate from '@alexanderolsen/libsamplerate-js';
 import createSpeexResamplerModule, { type SpeexResamplerModule } from '@echogarden/speex-resampler-wasm/simd';
 import alawmulaw from 'alawmulaw';
 
-import { FRAME_BYTES } from '../src/audio/framer.js';
+import { FRAME_BYTES } from '../src/audio/wire-format.js';
 import { mulawDecode, mulawEncode } from '../src/audio/g711.js';
 import {
   DOWNSAMPLER_DELAY_SAMPLES_8K,

@@ -5,9 +5,10 @@
  * test/unit/bench-load-stats.test.ts.
  */
 import { upperBound } from './stats.js';
+import { MULAW_BYTES_PER_MS } from '../../src/audio/wire-format.js';
 
 /** mu-law 8 kHz */
-export const BYTES_PER_MS = 8;
+export const BYTES_PER_MS = MULAW_BYTES_PER_MS;
 
 /** The model sent `input_audio_buffer.speech_started`. */
 export interface SpeechStartedObs {

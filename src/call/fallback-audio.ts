@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MULAW_BYTES_PER_MS } from '../audio/framer.js';
+import { MULAW_BYTES_PER_MS, MULAW_RATE_HZ } from '../audio/wire-format.js';
 import { mulawEncode } from '../audio/g711.js';
 
 export interface FallbackAudio {
@@ -16,7 +16,7 @@ export interface FallbackAudio {
   apologyMs: number;
 }
 
-const SAMPLE_RATE_HZ = 8000;
+const SAMPLE_RATE_HZ = MULAW_RATE_HZ;
 /** Two soft 440 Hz pips: clearly "still connecting", not a ring or a busy signal. */
 const PIP_HZ = 440;
 const PIP_MS = 150;

@@ -10,7 +10,7 @@
 import { toolName } from '../config.js';
 import type { AgentConfig, HttpTool } from '../config.js';
 import { InboundTranscoder, OutboundTranscoder } from '../audio/transcoder.js';
-import { MULAW_BYTES_PER_MS } from '../audio/framer.js';
+import { MULAW_BYTES_PER_MS, PCM24K_BYTES_PER_MS, base64ByteLength } from '../audio/wire-format.js';
 import type {
   OtherServerEvent,
   MessageItem,
@@ -38,7 +38,6 @@ import { greetingRequest, idleGoodbyeRequest, notes, reminderRequest, realtimeTo
 import { AMD_WAIT_MAX_MS, AnsweringMachineGate, amdVerdict } from './amd.js';
 import type { AmdVerdict } from './amd.js';
 
-export const PCM24K_BYTES_PER_MS = 48;
 
 /**
  * Backoff before each upstream (re)connection attempt. The first is immediate, so a call whose
@@ -1521,13 +1520,6 @@ function log(out: SessionAction[], level: LogLevel, msg: string, fields: Record<
 }
 
 /** Decoded size of a base64 string without decoding it. */
-export function base64ByteLength(b64: string): number {
-  const len = b64.length;
-  if (len === 0) return 0;
-  const padding = b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0;
-  return (len * 3) / 4 - padding;
-}
-
 function assertNever(x: never): never {
   throw new Error(`unhandled variant: ${JSON.stringify(x)}`);
 }

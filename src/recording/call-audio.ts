@@ -15,8 +15,9 @@
  * instant on, and a caller frame arriving that late is dropped (and counted).
  */
 import { MULAW_SILENCE } from '../audio/g711.js';
+import { MULAW_BYTES_PER_MS } from '../audio/wire-format.js';
 
-const SAMPLES_PER_MS = 8;
+const SAMPLES_PER_MS = MULAW_BYTES_PER_MS;
 
 export interface CallAudioLimits {
   /** How far behind the call's present the finished part ends. */

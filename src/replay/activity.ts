@@ -4,8 +4,8 @@
  * noisy field recording is not one endless stretch of "speech".
  */
 import { mulawDecode } from '../audio/g711.js';
+import { MULAW_BYTES_PER_MS } from '../audio/wire-format.js';
 
-const MULAW_BYTES_PER_MS = 8;
 const FRAME_MS = 10;
 const FRAME_BYTES = FRAME_MS * MULAW_BYTES_PER_MS;
 /** About −50 dBFS RMS: quieter frames are silence whatever the floor. */

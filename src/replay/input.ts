@@ -11,9 +11,9 @@ import { resampleOffline } from '../audio/offline-resample.js';
 import { readWav, WavFormatError, type DecodedWav } from '../audio/wav.js';
 import { CAPTURE_FORMAT } from '../call/recorder.js';
 import { parseTwilioMessage } from '../twilio/messages.js';
+import { MULAW_BYTES_PER_MS, MULAW_RATE_HZ } from '../audio/wire-format.js';
 
-const TWILIO_RATE_HZ = 8000;
-const MULAW_BYTES_PER_MS = 8;
+const TWILIO_RATE_HZ = MULAW_RATE_HZ;
 const CAPTURE_SUFFIX = '.twilio.jsonl';
 
 export interface DtmfPress {

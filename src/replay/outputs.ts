@@ -15,12 +15,13 @@ import type { ReceivedMessage, SentMessage } from '../twilio/simulated-caller.js
 import type { ReplayResult } from './run.js';
 import { bridgeStreamStart, type BridgeLog } from './summary.js';
 import { renderTimelineSvg } from './timeline-svg.js';
+import { MULAW_RATE_HZ } from '../audio/wire-format.js';
 
 export const OUTPUT_FILES = ['heard.wav', 'events.jsonl', 'summary.json', 'timeline.svg'] as const;
 /** In-process replays also write the call's post-call report, as a serving process would. */
 export const REPORT_FILE = 'report.json';
 
-const RATE_HZ = 8000;
+const RATE_HZ = MULAW_RATE_HZ;
 
 export interface EventLine {
   /** ms since the stream started */

@@ -16,8 +16,8 @@ import { reportRecorderFactory } from '../report/recorder.js';
 import type { CallReport } from '../report/schema.js';
 import type { ReplayInput } from './input.js';
 import { buildSummary, type BridgeLog, type CallerLog, type ReplaySummary } from './summary.js';
+import { MULAW_BYTES_PER_MS } from '../audio/wire-format.js';
 
-const MULAW_BYTES_PER_MS = 8;
 const MULAW_SILENCE = 0xff;
 /** The agent counts as done once nothing has played (or been generated) for this long. */
 export const DEFAULT_QUIET_MS = 1500;

@@ -10,6 +10,7 @@
  */
 import { mulawDecode } from '../audio/g711.js';
 import type { CallEnded, Interruption, ReplaySummary, ToolCallSummary } from './summary.js';
+import { MULAW_BYTES_PER_MS } from '../audio/wire-format.js';
 
 export interface TimelineInput {
   summary: ReplaySummary;
@@ -19,7 +20,7 @@ export interface TimelineInput {
   heardAudio: Uint8Array;
 }
 
-const SAMPLES_PER_MS = 8;
+const SAMPLES_PER_MS = MULAW_BYTES_PER_MS;
 const WIDTH = 1200;
 const LEFT = 128;
 const RIGHT = 28;

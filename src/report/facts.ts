@@ -20,10 +20,9 @@
 import { KEYPAD_ENTRY_PREFIX } from '../call/agent-script.js';
 import { PlayoutTracker } from '../call/playout.js';
 import { CAPTURE_END_TYPE } from '../call/recorder.js';
-import { base64ByteLength, PCM24K_BYTES_PER_MS } from '../call/session.js';
+import { MULAW_BYTES_PER_MS, PCM24K_BYTES_PER_MS, base64ByteLength } from '../audio/wire-format.js';
 import { isObj, num, obj, round1, str, type Obj } from './fields.js';
 
-const MULAW_BYTES_PER_MS = 8;
 const PCM24K_SAMPLES_PER_MS = PCM24K_BYTES_PER_MS / 2;
 /**
  * An item heard to within this of its end was heard whole: the outbound path may hold back a few

@@ -24,13 +24,10 @@ import {
   type TwilioStart,
   type TwilioStop,
 } from './messages.js';
+import { FRAME_BYTES, FRAME_MS, MULAW_BYTES_PER_MS } from '../audio/wire-format.js';
+import { MULAW_SILENCE } from '../audio/g711.js';
 
-/** mu-law 8 kHz: 8 bytes per millisecond, 160 bytes per 20 ms frame. */
-const BYTES_PER_MS = 8;
-const FRAME_MS = 20;
-const FRAME_BYTES = FRAME_MS * BYTES_PER_MS;
-/** mu-law code for a zero sample. */
-const MULAW_SILENCE = 0xff;
+const BYTES_PER_MS = MULAW_BYTES_PER_MS;
 /** How long hangUp() waits for the server's half of the close handshake before dropping the TCP connection. */
 const CLOSE_HANDSHAKE_TIMEOUT_MS = 1000;
 const DEFAULT_WAIT_TIMEOUT_MS = 5000;

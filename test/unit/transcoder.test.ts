@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { FRAME_BYTES } from '../../src/audio/framer.js';
+import { FRAME_BYTES } from '../../src/audio/wire-format.js';
 import { MULAW_SILENCE, mulawDecode, mulawEncode } from '../../src/audio/g711.js';
 import {
   DOWNSAMPLER_DELAY_SAMPLES_8K,
