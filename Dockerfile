@@ -18,7 +18,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 # The embedded model's voice clips are data, not code: tsc does not copy them.
-COPY src/realtime/local/voice ./dist/realtime/local/voice
+COPY src/tooling/local-model/voice ./dist/tooling/local-model/voice
 # The hold tone's companion: the apology a caller hears when no model answers.
 COPY src/call/voice ./dist/call/voice
 COPY config ./config

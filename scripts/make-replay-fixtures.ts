@@ -14,9 +14,9 @@ import { performance } from 'node:perf_hooks';
 import { fileRecorderFactory } from '../src/call/recorder.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/observability/logger.js';
-import { startLocalRealtimeServer } from '../src/realtime/local/server.js';
+import { startLocalRealtimeServer } from '../src/tooling/local-model/server.js';
 import { buildServer } from '../src/server.js';
-import { SimulatedCaller, type CallerSegment } from '../src/twilio/simulated-caller.js';
+import { SimulatedCaller, type CallerSegment } from '../src/tooling/simulated-caller.js';
 import { loadCallerMulaw } from '../test/support/fixtures.js';
 
 const OUT_DIR = fileURLToPath(new URL('../test/fixtures/calls/', import.meta.url));

@@ -17,13 +17,13 @@ import { ConfigError } from '../src/config.js';
 import { checkExpectations, ExpectationsError, loadExpectations } from '../src/report/expectations.js';
 import type { Expectations } from '../src/report/expectations.js';
 import { createLogger } from '../src/observability/logger.js';
-import { loadReplayInput, ReplayInputError } from '../src/replay/input.js';
-import { defaultOutputDir, OUTPUT_FILES, REPORT_FILE, writeOutputs } from '../src/replay/outputs.js';
-import { createProgressBar } from '../src/replay/progress.js';
-import { loadInProcessConfig, runReplay, targetUrlProblem } from '../src/replay/run.js';
-import type { ReplayInput } from '../src/replay/input.js';
-import type { LatencyStats, ReplaySummary } from '../src/replay/summary.js';
-import { endLabel } from '../src/replay/timeline-svg.js';
+import { loadReplayInput, ReplayInputError } from '../src/tooling/replay/input.js';
+import { defaultOutputDir, OUTPUT_FILES, REPORT_FILE, writeOutputs } from '../src/tooling/replay/outputs.js';
+import { createProgressBar } from '../src/tooling/replay/progress.js';
+import { loadInProcessConfig, runReplay, targetUrlProblem } from '../src/tooling/replay/run.js';
+import type { ReplayInput } from '../src/tooling/replay/input.js';
+import type { LatencyStats, ReplaySummary } from '../src/tooling/replay/summary.js';
+import { endLabel } from '../src/tooling/replay/timeline-svg.js';
 
 const USAGE = `Replay a recorded call into callbridge, as Twilio would.
 

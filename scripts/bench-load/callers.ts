@@ -2,8 +2,8 @@
  * The simulated callers of bench:load: their script, and what each one observed (media and clear
  * arrivals, playback stretches), stamped on the shared clock.
  */
-import { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
-import type { CallerSegment, SimulatedCallerObserver } from '../../src/twilio/simulated-caller.js';
+import { SimulatedCaller } from '../../src/tooling/simulated-caller.js';
+import type { CallerSegment, SimulatedCallerObserver } from '../../src/tooling/simulated-caller.js';
 import { loadCallerMulaw } from '../../test/support/fixtures.js';
 import type { ClearObs, MediaArrivals, PlaybackRun } from './analysis.js';
 import type { ModelTrace } from './model.js';

@@ -5,7 +5,7 @@
  * to its parent over IPC. Not run by hand: scripts/bench-load/model.ts forks it.
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { startLocalRealtimeServer, type LocalRealtimeObserver, type ReceivedEvent } from '../../src/realtime/local/server.js';
+import { startLocalRealtimeServer, type LocalRealtimeObserver, type ReceivedEvent } from '../../src/tooling/local-model/server.js';
 import { isCancelRace } from './analysis.js';
 import { CLOCK_BASE_ENV, MODEL_SPEED_ENV, clockMs, type HostCommand, type HostMessage, type ModelObs } from './protocol.js';
 

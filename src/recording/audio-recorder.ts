@@ -13,7 +13,7 @@ import { createWriteStream } from 'node:fs';
 import type { WriteStream } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import { mulawStereoPcm16 } from '../audio/stereo.js';
-import { pcm16Bytes, pcm16WavHeader } from '../audio/wav.js';
+import { pcm16Bytes, pcm16WavHeader } from '../tooling/audio/wav.js';
 import type { CallEndInfo, CallIds, CallRecorder, RecorderFactory } from '../call/recorder.js';
 import type { Logger } from '../observability/logger.js';
 import { isObj, obj, str } from '../report/fields.js';

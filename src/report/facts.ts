@@ -2,7 +2,7 @@
  * What happened on a call, folded message by message from the traffic the bridge reports to its
  * recorders (both directions of both sockets, with times). This is the one account of a call:
  * the post-call report reads it live (src/report/recorder.ts) and the replay summary reads it
- * from a recording (src/replay/summary.ts), so the two can never disagree on a turn, a tool call
+ * from a recording (src/tooling/replay/summary.ts), so the two can never disagree on a turn, a tool call
  * or an interruption.
  *
  * What the caller heard of each agent item comes from the bridge's own mark accounting: a

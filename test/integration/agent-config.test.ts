@@ -12,7 +12,7 @@ import twilio from 'twilio';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG_PATH } from '../../src/config.js';
 import type { ServerResponse } from 'node:http';
-import type { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
+import type { SimulatedCaller } from '../../src/tooling/simulated-caller.js';
 import { eventually, startRig, upstreamEvents } from '../support/call-rig.js';
 import type { Rig } from '../support/call-rig.js';
 import { loadCallerMulaw } from '../support/fixtures.js';

@@ -5,11 +5,11 @@
  */
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
+import type { SimulatedCaller } from '../../src/tooling/simulated-caller.js';
 import { eventually, sentOfType, startRig, upstreamEvents } from '../support/call-rig.js';
 import type { Rig } from '../support/call-rig.js';
 import { loadAgentPcm24k, loadCallerMulaw } from '../support/fixtures.js';
-import type { AnswerSource } from '../../src/realtime/local/conversation.js';
+import type { AnswerSource } from '../../src/tooling/local-model/conversation.js';
 import { RESAMPLER_DELAY_MS } from '../../src/audio/resampler.js';
 
 const QUESTION = loadCallerMulaw('caller-question');

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fileRecorderFactory } from '../../src/call/recorder.js';
 import type { CallRecorder, CaptureHeader, CaptureLine } from '../../src/call/recorder.js';
-import { loadReplayInput } from '../../src/replay/input.js';
+import { loadReplayInput } from '../../src/tooling/replay/input.js';
 import { eventually, sentOfType, startRig } from '../support/call-rig.js';
 import type { Rig } from '../support/call-rig.js';
 import { loadCallerMulaw } from '../support/fixtures.js';

@@ -12,7 +12,7 @@ import http from 'node:http';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import twilio from 'twilio';
-import { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
+import { SimulatedCaller } from '../../src/tooling/simulated-caller.js';
 import { eventually } from '../support/call-rig.js';
 
 type Line = Record<string, unknown>;

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CallReport } from '../../src/report/schema.js';
-import { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
+import { SimulatedCaller } from '../../src/tooling/simulated-caller.js';
 import { loadCallerMulaw } from '../support/fixtures.js';
 import { eventually } from '../support/call-rig.js';
 import { HttpPeer } from '../support/peers.js';

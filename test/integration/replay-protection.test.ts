@@ -14,7 +14,7 @@ import twilio from 'twilio';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CALL_TOKEN_TTL_MS } from '../../src/twilio/call-token.js';
 import { START_VERIFICATION_TIMEOUT_MS } from '../../src/twilio/start-verification.js';
-import type { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
+import type { SimulatedCaller } from '../../src/tooling/simulated-caller.js';
 import { eventually, sentOfType, startRig } from '../support/call-rig.js';
 import type { Rig } from '../support/call-rig.js';
 import { loadCallerMulaw } from '../support/fixtures.js';

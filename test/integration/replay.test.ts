@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readWav } from '../../src/audio/wav.js';
-import { loadReplayInput } from '../../src/replay/input.js';
-import { OUTPUT_FILES, writeOutputs } from '../../src/replay/outputs.js';
-import { runReplay, type ReplayResult } from '../../src/replay/run.js';
-import type { ReplaySummary } from '../../src/replay/summary.js';
+import { readWav } from '../../src/tooling/audio/wav.js';
+import { loadReplayInput } from '../../src/tooling/replay/input.js';
+import { OUTPUT_FILES, writeOutputs } from '../../src/tooling/replay/outputs.js';
+import { runReplay, type ReplayResult } from '../../src/tooling/replay/run.js';
+import type { ReplaySummary } from '../../src/tooling/replay/summary.js';
 import { startRig, type Rig } from '../support/call-rig.js';
 
 const CALLS = fileURLToPath(new URL('../fixtures/calls/', import.meta.url));

@@ -7,7 +7,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.js';
-import type { AnswerSource } from '../../src/realtime/local/conversation.js';
+import type { AnswerSource } from '../../src/tooling/local-model/conversation.js';
 import { reportRecorderFactory } from '../../src/report/recorder.js';
 import type { AgentTurn, CallReport, CallerTurn } from '../../src/report/schema.js';
 import { REPORT_FORMAT } from '../../src/report/schema.js';

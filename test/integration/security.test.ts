@@ -10,7 +10,7 @@ import { MIN_PENDING_STREAMS } from '../../src/server.js';
 import { eventually, sentOfType, sleep, startRig, upstreamEvents } from '../support/call-rig.js';
 import type { Rig } from '../support/call-rig.js';
 import { loadCallerMulaw } from '../support/fixtures.js';
-import type { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
+import type { SimulatedCaller } from '../../src/tooling/simulated-caller.js';
 
 const AUTH_TOKEN = 'test-auth-token-0123456789abcdef';
 const PUBLIC = 'https://cb.example.test';

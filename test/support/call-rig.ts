@@ -9,12 +9,12 @@ import { createLogger } from '../../src/observability/logger.js';
 import { buildServer } from '../../src/server.js';
 import type { RecorderFactory } from '../../src/call/recorder.js';
 import type { CallbridgeServer } from '../../src/server.js';
-import { startLocalRealtimeServer } from '../../src/realtime/local/server.js';
-import type { LocalRealtimeServer, LocalRealtimeServerSettings } from '../../src/realtime/local/server.js';
-import { SimulatedCaller } from '../../src/twilio/simulated-caller.js';
+import { startLocalRealtimeServer } from '../../src/tooling/local-model/server.js';
+import type { LocalRealtimeServer, LocalRealtimeServerSettings } from '../../src/tooling/local-model/server.js';
+import { SimulatedCaller } from '../../src/tooling/simulated-caller.js';
 import { realtimeSchemas } from './realtime-schemas.js';
 import { withoutKnownNulls } from './realtime-schema-exceptions.js';
-import type { SimulatedCallerOptions } from '../../src/twilio/simulated-caller.js';
+import type { SimulatedCallerOptions } from '../../src/tooling/simulated-caller.js';
 
 export interface LogLine {
   level: string;

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { readWav, type DecodedWav } from '../../src/audio/wav.js';
+import { readWav, type DecodedWav } from '../../src/tooling/audio/wav.js';
 
 export type CallerFixture = 'caller-question' | 'caller-interrupt' | 'caller-yes';
 export type AgentFixture = 'agent-answer';

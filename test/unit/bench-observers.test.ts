@@ -2,14 +2,14 @@
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import type { LocalServerEvent } from '../../src/realtime/local/conversation.js';
-import { startLocalRealtimeServer, type LocalRealtimeServer, type ReceivedEvent } from '../../src/realtime/local/server.js';
+import type { LocalServerEvent } from '../../src/tooling/local-model/conversation.js';
+import { startLocalRealtimeServer, type LocalRealtimeServer, type ReceivedEvent } from '../../src/tooling/local-model/server.js';
 import {
   SimulatedCaller,
   type ClearObservation,
   type MediaObservation,
   type PlaybackObservation,
-} from '../../src/twilio/simulated-caller.js';
+} from '../../src/tooling/simulated-caller.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

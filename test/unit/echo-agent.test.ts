@@ -1,7 +1,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { AnswerContext } from '../../src/realtime/local/conversation.js';
+import type { AnswerContext } from '../../src/tooling/local-model/conversation.js';
 import {
   DEFAULT_GREETING,
   EARCON,
@@ -12,7 +12,7 @@ import {
   loadVoiceClip,
   speechSpan,
   syntheticSpeech,
-} from '../../src/realtime/local/echo-agent.js';
+} from '../../src/tooling/local-model/echo-agent.js';
 
 const CTX = { lastUserTranscript: null, responseIndex: 0, instructions: '' };
 
@@ -160,7 +160,7 @@ describe('echo agent: voice', () => {
       for (const v of clip) peak = Math.max(peak, Math.abs(v));
       expect(peak, name).toBeGreaterThan(8000);
     }
-    const dir = join(import.meta.dirname, '../../src/realtime/local/voice');
+    const dir = join(import.meta.dirname, '../../src/tooling/local-model/voice');
     const bytes = readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
     expect(bytes).toBeLessThan(300 * 1024);
   });

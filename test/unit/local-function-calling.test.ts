@@ -7,9 +7,9 @@ import {
   type AnswerContext,
   type AnswerSource,
   type LocalServerEvent,
-} from '../../src/realtime/local/conversation.js';
-import { echoAnswer } from '../../src/realtime/local/echo-agent.js';
-import { startLocalRealtimeServer, type LocalRealtimeServer } from '../../src/realtime/local/server.js';
+} from '../../src/tooling/local-model/conversation.js';
+import { echoAnswer } from '../../src/tooling/local-model/echo-agent.js';
+import { startLocalRealtimeServer, type LocalRealtimeServer } from '../../src/tooling/local-model/server.js';
 
 const SAMPLES_PER_MS = 24;
 

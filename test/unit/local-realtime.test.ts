@@ -7,9 +7,9 @@ import {
   type AnswerSource,
   type LocalServerEvent,
   type Outcome,
-} from '../../src/realtime/local/conversation.js';
-import { startLocalRealtimeServer, type LocalRealtimeServer } from '../../src/realtime/local/server.js';
-import { EnergyVad, thresholdToDbfs, type VadEvent } from '../../src/realtime/local/vad.js';
+} from '../../src/tooling/local-model/conversation.js';
+import { startLocalRealtimeServer, type LocalRealtimeServer } from '../../src/tooling/local-model/server.js';
+import { EnergyVad, thresholdToDbfs, type VadEvent } from '../../src/tooling/local-model/vad.js';
 
 // ---------------------------------------------------------------- synthetic audio
 

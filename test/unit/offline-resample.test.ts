@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { resampleOffline } from '../../src/audio/offline-resample.js';
+import { resampleOffline } from '../../src/tooling/audio/offline-resample.js';
 
 function tone(hz: number, rate: number, seconds: number, amplitude: number): Int16Array {
   const out = new Int16Array(Math.round(rate * seconds));

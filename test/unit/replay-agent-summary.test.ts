@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { mulawEncode } from '../../src/audio/g711.js';
 import { CAPTURE_END_TYPE } from '../../src/call/recorder.js';
-import { buildSummary, TOOL_TEXT_MAX_CHARS, type BridgeLog, type CallerLog, type RecordedLine, type SummaryInput } from '../../src/replay/summary.js';
-import { endLabel, renderTimelineSvg } from '../../src/replay/timeline-svg.js';
+import { buildSummary, TOOL_TEXT_MAX_CHARS, type BridgeLog, type CallerLog, type RecordedLine, type SummaryInput } from '../../src/tooling/replay/summary.js';
+import { endLabel, renderTimelineSvg } from '../../src/tooling/replay/timeline-svg.js';
 import type { TwilioInbound, TwilioOutbound } from '../../src/twilio/messages.js';
 
 /**

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mulawDecode } from '../../src/audio/g711.js';
-import { writeWavMulaw, writeWavPcm16 } from '../../src/audio/wav.js';
-import { loadReplayInput, ReplayInputError } from '../../src/replay/input.js';
+import { writeWavMulaw, writeWavPcm16 } from '../../src/tooling/audio/wav.js';
+import { loadReplayInput, ReplayInputError } from '../../src/tooling/replay/input.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cb-replay-input-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CAPTURE_END_TYPE, fileRecorderFactory, MemoryRecording } from '../../src/call/recorder.js';
-import { loadReplayInput } from '../../src/replay/input.js';
+import { loadReplayInput } from '../../src/tooling/replay/input.js';
 
 const dirs: string[] = [];
 afterEach(() => {

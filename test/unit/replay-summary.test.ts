@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mulawEncode } from '../../src/audio/g711.js';
-import { buildSummary, SUMMARY_FORMAT, type BridgeLog, type CallerLog, type RecordedLine, type SummaryInput } from '../../src/replay/summary.js';
-import type { MarkEcho } from '../../src/twilio/simulated-caller.js';
+import { buildSummary, SUMMARY_FORMAT, type BridgeLog, type CallerLog, type RecordedLine, type SummaryInput } from '../../src/tooling/replay/summary.js';
+import type { MarkEcho } from '../../src/tooling/simulated-caller.js';
 import type { TwilioInbound, TwilioOutbound } from '../../src/twilio/messages.js';
 
 /**

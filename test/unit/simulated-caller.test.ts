@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { SimulatedCaller, type SimulatedCallerOptions } from '../../src/twilio/simulated-caller.js';
+import { SimulatedCaller, type SimulatedCallerOptions } from '../../src/tooling/simulated-caller.js';
 
 /**
  * Timing slack for these real-time tests. The bugs they catch are whole frames or playbacks off

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mulawEncode } from '../../src/audio/g711.js';
-import { SUMMARY_FORMAT, type ReplaySummary } from '../../src/replay/summary.js';
-import { renderTimelineSvg } from '../../src/replay/timeline-svg.js';
+import { SUMMARY_FORMAT, type ReplaySummary } from '../../src/tooling/replay/summary.js';
+import { renderTimelineSvg } from '../../src/tooling/replay/timeline-svg.js';
 
 function tone(lengthMs: number, spans: Array<[number, number]>): Uint8Array {
   const pcm = new Int16Array(lengthMs * 8);

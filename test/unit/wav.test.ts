@@ -5,7 +5,7 @@ import {
   writeWavMulaw,
   writeWavMulawFromPcm16,
   writeWavPcm16,
-} from '../../src/audio/wav.js';
+} from '../../src/tooling/audio/wav.js';
 import { loadAgentPcm24k, loadCallerMulaw } from '../support/fixtures.js';
 
 function ascii(s: string): number[] {

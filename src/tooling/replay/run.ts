@@ -6,17 +6,17 @@
  * (src/report/recorder.ts); writing files is outputs.ts's job.
  */
 import { performance } from 'node:perf_hooks';
-import { memoryRecorderFactory, teeRecorderFactory, type MemoryRecording } from '../call/recorder.js';
-import { loadConfig, type AppConfig } from '../config.js';
-import { createLogger, type Logger } from '../observability/logger.js';
-import { startLocalRealtimeServer, type LocalRealtimeServer } from '../realtime/local/server.js';
-import { buildServer, type CallbridgeServer } from '../server.js';
-import { SimulatedCaller, type ReceivedMessage, type SentMessage } from '../twilio/simulated-caller.js';
-import { reportRecorderFactory } from '../report/recorder.js';
-import type { CallReport } from '../report/schema.js';
+import { memoryRecorderFactory, teeRecorderFactory, type MemoryRecording } from '../../call/recorder.js';
+import { loadConfig, type AppConfig } from '../../config.js';
+import { createLogger, type Logger } from '../../observability/logger.js';
+import { startLocalRealtimeServer, type LocalRealtimeServer } from '../local-model/server.js';
+import { buildServer, type CallbridgeServer } from '../../server.js';
+import { SimulatedCaller, type ReceivedMessage, type SentMessage } from '../simulated-caller.js';
+import { reportRecorderFactory } from '../../report/recorder.js';
+import type { CallReport } from '../../report/schema.js';
 import type { ReplayInput } from './input.js';
 import { buildSummary, type BridgeLog, type CallerLog, type ReplaySummary } from './summary.js';
-import { MULAW_BYTES_PER_MS } from '../audio/wire-format.js';
+import { MULAW_BYTES_PER_MS } from '../../audio/wire-format.js';
 
 const MULAW_SILENCE = 0xff;
 /** The agent counts as done once nothing has played (or been generated) for this long. */

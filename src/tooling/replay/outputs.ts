@@ -8,14 +8,14 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mulawStereoPcm16 } from '../audio/stereo.js';
+import { mulawStereoPcm16 } from '../../audio/stereo.js';
 import { writeWavPcm16 } from '../audio/wav.js';
-import { elideAudio } from '../call/recorder.js';
-import type { ReceivedMessage, SentMessage } from '../twilio/simulated-caller.js';
+import { elideAudio } from '../../call/recorder.js';
+import type { ReceivedMessage, SentMessage } from '../simulated-caller.js';
 import type { ReplayResult } from './run.js';
 import { bridgeStreamStart, type BridgeLog } from './summary.js';
 import { renderTimelineSvg } from './timeline-svg.js';
-import { MULAW_RATE_HZ } from '../audio/wire-format.js';
+import { MULAW_RATE_HZ } from '../../audio/wire-format.js';
 
 export const OUTPUT_FILES = ['heard.wav', 'events.jsonl', 'summary.json', 'timeline.svg'] as const;
 /** In-process replays also write the call's post-call report, as a serving process would. */

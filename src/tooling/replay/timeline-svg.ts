@@ -8,9 +8,9 @@
  * entries handed to the model, and the end of the call with who ended it. Pure: summary + audio
  * in, SVG text out.
  */
-import { mulawDecode } from '../audio/g711.js';
+import { mulawDecode } from '../../audio/g711.js';
 import type { CallEnded, Interruption, ReplaySummary, ToolCallSummary } from './summary.js';
-import { MULAW_BYTES_PER_MS } from '../audio/wire-format.js';
+import { MULAW_BYTES_PER_MS } from '../../audio/wire-format.js';
 
 export interface TimelineInput {
   summary: ReplaySummary;

@@ -11,19 +11,19 @@
  * cause, the end reason) is the shared account of src/report/facts.ts, the same the post-call
  * report reads; this file adds the caller's side (what played, when, and what it sounded like).
  */
-import { MULAW_BYTES_PER_MS, base64ByteLength } from '../audio/wire-format.js';
-import { factsOfRecording } from '../report/facts.js';
-import type { ApiErrorFact, CallerTurnFact, CallFactsSnapshot, ClearFact, KeypadEntryFact, ResponseFact, ToolCallFact } from '../report/facts.js';
-import { isObj, obj, round1, str } from '../report/fields.js';
-import type { MarkEcho, ProtocolError } from '../twilio/simulated-caller.js';
-import type { TwilioInbound, TwilioOutbound } from '../twilio/messages.js';
+import { MULAW_BYTES_PER_MS, base64ByteLength } from '../../audio/wire-format.js';
+import { factsOfRecording } from '../../report/facts.js';
+import type { ApiErrorFact, CallerTurnFact, CallFactsSnapshot, ClearFact, KeypadEntryFact, ResponseFact, ToolCallFact } from '../../report/facts.js';
+import { isObj, obj, round1, str } from '../../report/fields.js';
+import type { MarkEcho, ProtocolError } from '../simulated-caller.js';
+import type { TwilioInbound, TwilioOutbound } from '../../twilio/messages.js';
 import { audibleStretches, firstAudibleMs } from './activity.js';
 
 export const SUMMARY_FORMAT = 'callbridge.replay-summary/1';
 
 /** Without upstream events, a new answer starts after this long without agent audio arriving. */
 const ANSWER_GAP_MS = 500;
-export { TOOL_TEXT_MAX_CHARS } from '../report/facts.js';
+export { TOOL_TEXT_MAX_CHARS } from '../../report/facts.js';
 
 // ---------------------------------------------------------------- inputs
 

@@ -15,8 +15,8 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import type { ErrorEvent } from '../events.js';
-import { parseClientEventEnvelope } from '../events.js';
+import type { ErrorEvent } from '../../realtime/events.js';
+import { parseClientEventEnvelope } from '../../realtime/events.js';
 import {
   Conversation,
   IdSource,

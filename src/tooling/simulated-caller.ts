@@ -23,7 +23,7 @@ import {
   type TwilioOutbound,
   type TwilioStart,
   type TwilioStop,
-} from './messages.js';
+} from '../twilio/messages.js';
 import { FRAME_BYTES, FRAME_MS, MULAW_BYTES_PER_MS } from '../audio/wire-format.js';
 import { MULAW_SILENCE } from '../audio/g711.js';
 

@@ -14,8 +14,8 @@ import { KEYPAD_ENTRY_PREFIX } from '../../call/agent-script.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { resampleOffline } from '../../audio/offline-resample.js';
-import { readWav } from '../../audio/wav.js';
+import { resampleOffline } from '../audio/offline-resample.js';
+import { readWav } from '../audio/wav.js';
 import type { Answer, AnswerContext, AnswerSource } from './conversation.js';
 import { PCM16_24K_SAMPLES_PER_MS, concatSamples, defaultAnswer } from './conversation.js';
 
@@ -102,9 +102,9 @@ export type VoiceClipName = (typeof VOICE_CLIP_NAMES)[number];
 const MODULE_DIR = dirname(fileURLToPath(import.meta.url));
 /**
  * Next to this module (running from src/ with tsx or vitest), else the sources' copy when running
- * the compiled dist/realtime/local/ (tsc does not copy the clips).
+ * the compiled dist/tooling/local-model/ (tsc does not copy the clips).
  */
-const VOICE_DIRS = [join(MODULE_DIR, 'voice'), join(MODULE_DIR, '..', '..', '..', 'src', 'realtime', 'local', 'voice')];
+const VOICE_DIRS = [join(MODULE_DIR, 'voice'), join(MODULE_DIR, '..', '..', '..', 'src', 'tooling', 'local-model', 'voice')];
 
 const clipCache = new Map<VoiceClipName, Int16Array>();
 

@@ -26,10 +26,10 @@ import type {
   ServerVad,
   ToolChoice,
   TurnDetection,
-} from '../events.js';
+} from '../../realtime/events.js';
 import { alawDecode, alawEncode, mulawDecode, mulawEncode } from '../../audio/g711.js';
 import { Downsampler3x, Upsampler3x } from '../../audio/resampler.js';
-import { parseClientEventEnvelope } from '../events.js';
+import { parseClientEventEnvelope } from '../../realtime/events.js';
 import { EnergyVad, type VadConfig, type VadEvent } from './vad.js';
 import { isJsonObject } from '../../util/json.js';
 import type { JsonObject } from '../../util/json.js';

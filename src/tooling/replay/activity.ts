@@ -3,8 +3,8 @@
  * caller heard. An energy gate on 10 ms frames, raised above the track's own noise floor so a
  * noisy field recording is not one endless stretch of "speech".
  */
-import { mulawDecode } from '../audio/g711.js';
-import { MULAW_BYTES_PER_MS } from '../audio/wire-format.js';
+import { mulawDecode } from '../../audio/g711.js';
+import { MULAW_BYTES_PER_MS } from '../../audio/wire-format.js';
 
 const FRAME_MS = 10;
 const FRAME_BYTES = FRAME_MS * MULAW_BYTES_PER_MS;

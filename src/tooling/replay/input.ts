@@ -6,12 +6,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { mulawEncode, MULAW_SILENCE } from '../audio/g711.js';
+import { mulawEncode, MULAW_SILENCE } from '../../audio/g711.js';
 import { resampleOffline } from '../audio/offline-resample.js';
 import { readWav, WavFormatError, type DecodedWav } from '../audio/wav.js';
-import { CAPTURE_FORMAT } from '../call/recorder.js';
-import { parseTwilioMessage } from '../twilio/messages.js';
-import { MULAW_BYTES_PER_MS, MULAW_RATE_HZ } from '../audio/wire-format.js';
+import { CAPTURE_FORMAT } from '../../call/recorder.js';
+import { parseTwilioMessage } from '../../twilio/messages.js';
+import { MULAW_BYTES_PER_MS, MULAW_RATE_HZ } from '../../audio/wire-format.js';
 
 const TWILIO_RATE_HZ = MULAW_RATE_HZ;
 const CAPTURE_SUFFIX = '.twilio.jsonl';

@@ -3,7 +3,7 @@
  * PCM16 little-endian (format 1) and G.711 mu-law (format 7), plain or WAVE_FORMAT_EXTENSIBLE.
  * Format only: no resampling or channel mixing lives here.
  */
-import { mulawDecode, mulawEncode } from './g711.js';
+import { mulawDecode, mulawEncode } from '../../audio/g711.js';
 
 export type WavEncoding = 'pcm16' | 'mulaw';
 
