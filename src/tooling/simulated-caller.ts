@@ -5,12 +5,13 @@
  * One timeline: every `atMs` here, media `timestamp`s and heardAudio() indices count from the
  * instant the `start` message was sent (the stream start), on a monotonic clock.
  *
- * Playback model (Twilio's outbound buffer): media payloads and marks queue in order. Audio plays
- * in real time at 8 bytes per ms from the moment it arrives if nothing was playing; audio that
- * arrives faster than real time is buffered. When the buffer runs dry playback pauses, and resumes
- * when more audio arrives. A mark is echoed when everything queued before it has played (at once
- * if the buffer was empty); `clear` drops the buffer and echoes every pending mark immediately.
- * Everything is computed from (run start, bytes played), never by polling.
+ * Playback (Twilio's outbound buffer) follows the shared model in ./twilio-playback.ts: audio plays
+ * in real time at 8 bytes per ms from the moment it arrives if nothing was playing, is buffered
+ * when it arrives faster, and pauses when the buffer runs dry; a mark is echoed when everything
+ * queued before it has played (at once if nothing was buffered); `clear` drops the buffer and
+ * echoes every pending mark immediately. Each accepted message is applied at its `received` atMs,
+ * so replaying `received` through a TwilioPlayback reproduces this caller's playback exactly. One
+ * timer, armed for the instant the next mark comes due, sends the echoes; nothing polls.
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -26,6 +27,7 @@ import {
 } from '../twilio/messages.js';
 import { FRAME_BYTES, FRAME_MS, MULAW_BYTES_PER_MS } from '../audio/wire-format.js';
 import { MULAW_SILENCE } from '../audio/g711.js';
+import { TwilioPlayback, type PlaybackEcho } from './twilio-playback.js';
 
 const BYTES_PER_MS = MULAW_BYTES_PER_MS;
 /** How long hangUp() waits for the server's half of the close handshake before dropping the TCP connection. */
@@ -200,20 +202,6 @@ interface ActiveSpeech {
   offset: number;
 }
 
-/** A contiguous stretch of playback: audio kept arriving before the buffer ran dry. */
-interface PlaybackRun {
-  /** Timeline byte index (ms * 8 since stream start) where the run began. */
-  startIdx: number;
-  /** Bytes queued into this run so far (played or not). */
-  bytes: number;
-}
-
-interface PendingMark {
-  name: string;
-  /** Absolute played-byte position the mark sits at. */
-  atByte: number;
-}
-
 interface Waiter {
   pred: (m: ReceivedMessage) => boolean;
   resolve: (m: ReceivedMessage) => void;
@@ -270,7 +258,8 @@ export class SimulatedCaller {
   /** performance.now() at the stream start; undefined until `start` is sent. */
   private t0?: number;
   private ended = false;
-  private endIdx?: number;
+  /** Stream time the stream stopped at (playback froze); undefined while it runs. */
+  private endMs?: number;
   private seq = 0;
   private resolveDone!: () => void;
   private hangUpPromise?: Promise<void>;
@@ -287,11 +276,10 @@ export class SimulatedCaller {
 
   // Outbound (server -> caller) playback.
   private timeline = new Uint8Array(0);
-  private playedBase = 0;
-  private run?: PlaybackRun;
-  private idleSinceIdx = 0;
-  private readonly pendingMarks: PendingMark[] = [];
+  private readonly playback: TwilioPlayback;
   private markTimer?: NodeJS.Timeout;
+  /** When the armed mark timer is due (stream ms). */
+  private markTimerDueMs?: number;
   private readonly waiters = new Set<Waiter>();
 
   constructor(opts: SimulatedCallerOptions) {
@@ -302,6 +290,7 @@ export class SimulatedCaller {
     this.opts = opts;
     this.record = opts.record ?? true;
     this.observer = opts.observer;
+    this.playback = new TwilioPlayback({ onStretch: (s) => this.observer?.onPlayback?.(s) });
     this.callSid = opts.callSid ?? sid('CA');
     this.streamSid = opts.streamSid ?? sid('MZ');
     this.accountSid = opts.accountSid ?? sid('AC');
@@ -403,7 +392,7 @@ export class SimulatedCaller {
   /** What the caller heard so far (or until the call ended): 8 kHz mu-law on the stream timeline. */
   heardAudio(): Uint8Array {
     if (!this.record) throw new Error('heardAudio() needs the caller to record (record: false was set)');
-    const end = Math.max(0, Math.floor(this.currentIdx()));
+    const end = Math.max(0, Math.floor(this.clockMs() * BYTES_PER_MS));
     const out = new Uint8Array(end).fill(MULAW_SILENCE);
     out.set(this.timeline.subarray(0, Math.min(end, this.timeline.length)));
     return out;
@@ -411,13 +400,12 @@ export class SimulatedCaller {
 
   /** Outbound audio bytes played to the caller so far (cleared audio never counts). */
   playedBytesTotal(): number {
-    return this.playedAt(this.currentIdx());
+    return this.playback.playedBytes(this.clockMs());
   }
 
   /** Outbound audio bytes queued but not yet played. */
   bufferedBytes(): number {
-    const idx = this.currentIdx();
-    return this.run ? this.playedBase + this.run.bytes - this.playedAt(idx) : 0;
+    return this.playback.bufferedBytes(this.clockMs());
   }
 
   /** Milliseconds since the stream start (0 before it). */
@@ -499,18 +487,13 @@ export class SimulatedCaller {
 
   /** Freeze the playback position and stop every timer; the stream is no longer live. */
   private stopStreaming(): void {
-    if (this.endIdx === undefined) {
-      this.endIdx = this.t0 === undefined ? 0 : (performance.now() - this.t0) * BYTES_PER_MS;
-      const run = this.run;
-      const end = run ? Math.min(run.startIdx + run.bytes, this.endIdx) : 0;
-      if (run && this.observer?.onPlayback && end > run.startIdx) {
-        this.observer.onPlayback({ startMs: run.startIdx / BYTES_PER_MS, endMs: end / BYTES_PER_MS, end: end < run.startIdx + run.bytes ? 'call-ended' : 'drained' });
-      }
+    if (this.endMs === undefined) {
+      this.endMs = this.t0 === undefined ? 0 : performance.now() - this.t0;
+      this.playback.end(this.endMs);
     }
     if (this.frameTimer) clearTimeout(this.frameTimer);
-    if (this.markTimer) clearTimeout(this.markTimer);
     this.frameTimer = undefined;
-    this.markTimer = undefined;
+    this.disarmMarkTimer();
   }
 
   private finish(reason: CallEndReason): void {
@@ -544,11 +527,11 @@ export class SimulatedCaller {
     if (this.record) this.sent.push({ atMs: this.nowMs(), raw, message });
   }
 
-  /** Timeline position now, in bytes (ms * 8) since stream start; frozen once the call ended. */
-  private currentIdx(): number {
-    if (this.endIdx !== undefined) return this.endIdx;
+  /** Playback clock: ms since stream start, frozen once the call ended. */
+  private clockMs(): number {
+    if (this.endMs !== undefined) return this.endMs;
     if (this.t0 === undefined) return 0;
-    return (performance.now() - this.t0) * BYTES_PER_MS;
+    return performance.now() - this.t0;
   }
 
   // ---------------------------------------------------------------- inbound media (caller speech)
@@ -560,7 +543,7 @@ export class SimulatedCaller {
    */
   private pumpFrames(): void {
     this.frameTimer = undefined;
-    if (this.ended || this.endIdx !== undefined || this.t0 === undefined) return;
+    if (this.ended || this.endMs !== undefined || this.t0 === undefined) return;
     while (this.nextFrame * FRAME_MS <= performance.now() - this.t0) {
       const timestampMs = this.nextFrame * FRAME_MS;
       if (this.trailingSilenceOver(timestampMs)) {
@@ -631,12 +614,12 @@ export class SimulatedCaller {
   private speechStartDue(start: SegmentStart, timestampMs: number): boolean {
     if ('atMs' in start) return timestampMs >= start.atMs;
     if ('afterPreviousMs' in start) return timestampMs >= this.lastSpeechEndMs + start.afterPreviousMs;
-    const idx = this.currentIdx();
-    const heardSince = this.playedAt(idx) - this.heardAtLastSpeechEnd;
+    const now = this.clockMs();
+    const heardSince = this.playback.playedBytes(now) - this.heardAtLastSpeechEnd;
     if ('afterHeardMs' in start) return heardSince >= start.afterHeardMs * BYTES_PER_MS;
     if (heardSince <= 0) return false;
-    const idleSince = this.idleSince(idx);
-    return idleSince !== undefined && idx - idleSince >= start.afterAgentQuietMs * BYTES_PER_MS;
+    const idleSince = this.playback.idleSinceMs(now);
+    return idleSince !== undefined && now - idleSince >= start.afterAgentQuietMs;
   }
 
   // ---------------------------------------------------------------- outbound messages (server -> caller)
@@ -662,7 +645,7 @@ export class SimulatedCaller {
     const entry: ReceivedMessage = { atMs, raw, binary: false, parsed };
     if (this.record) this.received.push(entry);
     // After `stop` Twilio has left the stream: nothing plays and nothing is judged any more.
-    if (this.endIdx === undefined) {
+    if (this.endMs === undefined) {
       const result = isJson ? this.validate(parsed) : { error: 'frame is not valid JSON' };
       if ('error' in result) {
         this.protocolError(atMs, 31951, result.error);
@@ -720,144 +703,74 @@ export class SimulatedCaller {
     return { message: { event, streamSid, mark: { name } } };
   }
 
+  /** Twilio acts on the message at atMs, the instant recorded in `received`. */
   private apply(message: TwilioOutbound, hrtime: bigint, atMs: number): void {
-    const idx = this.currentIdx();
-    // Settle what has already happened by idx (a mark timer may not have fired yet) before
-    // changing the queue, so echo order and run boundaries never depend on timer latency.
-    this.echoDueMarks(idx);
-    this.retireFinishedRun(idx);
     switch (message.event) {
       case 'media': {
         const bytes = new Uint8Array(Buffer.from(message.media.payload, 'base64'));
-        const startsAtPlayedByte = this.playedBase + (this.run?.bytes ?? 0);
-        this.enqueueAudio(bytes, idx);
-        if (bytes.length > 0) this.observer?.onMedia?.({ hrtime, atMs, bytes: bytes.length, startsAtPlayedByte });
+        const appended = this.playback.append(bytes.length, atMs);
+        this.sendEchoes(appended.echoes);
+        if (bytes.length > 0) {
+          if (this.record) {
+            const at = appended.startsAtMs * BYTES_PER_MS;
+            this.ensureTimeline(at + bytes.length);
+            this.timeline.set(bytes, at);
+          }
+          this.observer?.onMedia?.({ hrtime, atMs, bytes: bytes.length, startsAtPlayedByte: appended.startsAtPlayedByte });
+        }
         break;
       }
       case 'mark':
-        this.enqueueMark(message.mark.name);
+        this.sendEchoes(this.playback.mark(message.mark.name, atMs));
         break;
       case 'clear': {
-        const playedBytes = this.playedAt(idx);
-        const droppedBytes = this.run ? this.playedBase + this.run.bytes - playedBytes : 0;
-        this.clearPlayback(idx);
-        this.observer?.onClear?.({ hrtime, atMs, playedBytes, droppedBytes });
+        const cleared = this.playback.clear(atMs);
+        this.clears.push(atMs);
+        if (this.record && cleared.droppedBytes > 0) {
+          const from = cleared.stoppedAtMs * BYTES_PER_MS;
+          this.timeline.fill(MULAW_SILENCE, from, from + cleared.droppedBytes);
+        }
+        this.sendEchoes(cleared.echoes);
+        this.observer?.onClear?.({ hrtime, atMs, playedBytes: cleared.playedBytes, droppedBytes: cleared.droppedBytes });
         break;
       }
     }
+    this.armMarkTimer();
   }
 
-  // ---------------------------------------------------------------- playback model
+  // ---------------------------------------------------------------- mark echoes
 
-  /** Bytes played by timeline position idx (exact: run start + elapsed, capped at what was queued). */
-  private playedAt(idx: number): number {
-    const run = this.run;
-    if (!run) return this.playedBase;
-    return this.playedBase + Math.min(run.bytes, Math.max(0, Math.floor(idx - run.startIdx)));
+  /** One timer, armed for the exact instant the next pending mark comes due. */
+  private armMarkTimer(): void {
+    const due = this.t0 === undefined || this.endMs !== undefined ? null : this.playback.nextEchoAtMs();
+    if (due !== null && due === this.markTimerDueMs && this.markTimer) return;
+    this.disarmMarkTimer();
+    if (due === null) return;
+    this.markTimerDueMs = due;
+    // Node timers can fire up to ~1 ms early against performance.now(); the timer re-arms if so.
+    this.markTimer = setTimeout(
+      () => {
+        this.markTimer = undefined;
+        this.markTimerDueMs = undefined;
+        this.sendEchoes(this.playback.advance(this.clockMs()));
+        this.armMarkTimer();
+      },
+      Math.max(1, Math.ceil(due - this.nowMs())),
+    );
   }
 
-  /** Timeline position since which nothing has been playing, or undefined while audio plays. */
-  private idleSince(idx: number): number | undefined {
-    const run = this.run;
-    if (!run) return this.idleSinceIdx;
-    const runEnd = run.startIdx + run.bytes;
-    return idx >= runEnd ? runEnd : undefined;
-  }
-
-  /** Close out a run whose audio has all played, so the next audio starts a fresh run. */
-  private retireFinishedRun(idx: number): void {
-    const run = this.run;
-    if (!run) return;
-    const runEnd = run.startIdx + run.bytes;
-    if (idx < runEnd) return;
-    this.observer?.onPlayback?.({ startMs: run.startIdx / BYTES_PER_MS, endMs: runEnd / BYTES_PER_MS, end: 'drained' });
-    this.playedBase += run.bytes;
-    this.idleSinceIdx = runEnd;
-    this.run = undefined;
-  }
-
-  private enqueueAudio(bytes: Uint8Array, idx: number): void {
-    if (bytes.length === 0) return;
-    let run = this.run;
-    if (!run) {
-      // Quantise to the byte grid so heardAudio() indices and played counts agree exactly.
-      run = { startIdx: Math.max(Math.round(idx), Math.ceil(this.idleSinceIdx)), bytes: 0 };
-      this.run = run;
-    }
-    const at = run.startIdx + run.bytes;
-    if (this.record) {
-      this.ensureTimeline(at + bytes.length);
-      this.timeline.set(bytes, at);
-    }
-    run.bytes += bytes.length;
-  }
-
-  private enqueueMark(name: string): void {
-    const run = this.run;
-    // With due marks echoed and a drained run retired, no run means nothing is queued.
-    if (!run) {
-      this.echoMark(name, 'idle', this.playedBase);
-      return;
-    }
-    this.pendingMarks.push({ name, atByte: this.playedBase + run.bytes });
-    if (this.pendingMarks.length === 1) this.scheduleMarkTimer();
-  }
-
-  private clearPlayback(idx: number): void {
-    this.clears.push(idx / BYTES_PER_MS);
-    const played = this.playedAt(idx);
-    const run = this.run;
-    if (run) {
-      const stopAt = run.startIdx + (played - this.playedBase);
-      if (this.record) this.timeline.fill(MULAW_SILENCE, stopAt, run.startIdx + run.bytes);
-      if (this.observer?.onPlayback && stopAt > run.startIdx) {
-        this.observer.onPlayback({ startMs: run.startIdx / BYTES_PER_MS, endMs: stopAt / BYTES_PER_MS, end: 'cleared' });
-      }
-      this.playedBase = played;
-      this.idleSinceIdx = stopAt;
-      this.run = undefined;
-    }
+  private disarmMarkTimer(): void {
     if (this.markTimer) clearTimeout(this.markTimer);
     this.markTimer = undefined;
-    for (const m of this.pendingMarks.splice(0)) this.echoMark(m.name, 'cleared', played);
+    this.markTimerDueMs = undefined;
   }
 
-  /** One timer, set for the exact instant the head mark's preceding audio finishes playing. */
-  private scheduleMarkTimer(): void {
-    if (this.markTimer) clearTimeout(this.markTimer);
-    this.markTimer = undefined;
-    const head = this.pendingMarks[0];
-    const run = this.run;
-    if (!head || this.t0 === undefined || this.endIdx !== undefined) return;
-    if (!run) {
-      // Marks only queue behind audio of the current run; echo rather than strand one if that ever breaks.
-      for (const m of this.pendingMarks.splice(0)) this.echoMark(m.name, 'played', m.atByte);
-      return;
+  private sendEchoes(echoes: readonly PlaybackEcho[]): void {
+    for (const e of echoes) {
+      const echo: TwilioMarkEcho = { event: 'mark', sequenceNumber: this.nextSeq(), streamSid: this.streamSid, mark: { name: e.name } };
+      this.send(echo);
+      this.marksEchoed.push({ atMs: this.nowMs(), name: e.name, cause: e.cause, playedBytes: e.playedBytes });
     }
-    const dueIdx = run.startIdx + (head.atByte - this.playedBase);
-    const delayMs = this.t0 + dueIdx / BYTES_PER_MS - performance.now();
-    // Node timers can fire up to ~1 ms early against performance.now(); echoDueMarks re-arms if so.
-    this.markTimer = setTimeout(() => {
-      this.markTimer = undefined;
-      this.echoDueMarks(this.currentIdx());
-      this.scheduleMarkTimer();
-    }, Math.max(1, Math.ceil(delayMs)));
-  }
-
-  private echoDueMarks(idx: number): void {
-    const played = this.playedAt(idx);
-    let head = this.pendingMarks[0];
-    while (head && head.atByte <= played) {
-      this.pendingMarks.shift();
-      this.echoMark(head.name, 'played', head.atByte);
-      head = this.pendingMarks[0];
-    }
-  }
-
-  private echoMark(name: string, cause: MarkEcho['cause'], playedBytes: number): void {
-    const echo: TwilioMarkEcho = { event: 'mark', sequenceNumber: this.nextSeq(), streamSid: this.streamSid, mark: { name } };
-    this.send(echo);
-    this.marksEchoed.push({ atMs: this.nowMs(), name, cause, playedBytes });
   }
 
   private ensureTimeline(length: number): void {

@@ -1,7 +1,9 @@
 /**
- * Drives a CallSession with a fake clock. A small model of Twilio's playback buffer sits on the
- * Twilio side: media plays in real time from when it arrives, marks are echoed when playback
- * reaches them, and `clear` drops the buffer and echoes every pending mark at once.
+ * Drives a CallSession with a fake clock. Twilio's side plays by the shared playback model
+ * (src/tooling/twilio-playback.ts): media plays in real time from when it arrives, marks are
+ * echoed when playback reaches them, and `clear` drops the buffer and echoes every pending mark at
+ * once. Echoes Twilio sends without playing anything (idle marks, marks flushed by clear) reach
+ * the session on the next `advance`.
  */
 import { parseAgentConfig, DEFAULT_CONFIG_PATH } from '../../src/config.js';
 import type { AgentConfig } from '../../src/config.js';
@@ -9,6 +11,7 @@ import { CallSession } from '../../src/call/session.js';
 import type { SessionAction, SessionDeps, SessionInput, TimerName } from '../../src/call/session.js';
 import type { RealtimeClientEvent, RealtimeServerEvent } from '../../src/realtime/events.js';
 import type { TwilioOutbound, TwilioStart } from '../../src/twilio/messages.js';
+import { TwilioPlayback, type PlaybackEcho } from '../../src/tooling/twilio-playback.js';
 import { readFileSync } from 'node:fs';
 
 export const STREAM_SID = 'MZ00000000000000000000000000000001';
@@ -23,8 +26,6 @@ export type ServerEventInput = RealtimeServerEvent extends infer E ? (E extends 
 
 /** Granularity at which timers set during playback are noticed; timers themselves fire on time. */
 const TIMER_STEP_MS = 5;
-
-type QueueEntry = { kind: 'audio'; ms: number } | { kind: 'mark'; name: string };
 
 let eventSeq = 0;
 function eid(): string {
@@ -46,12 +47,12 @@ export class SessionHarness {
   readonly actions: Array<{ atMs: number; action: SessionAction }> = [];
   /** echoes Twilio sent back, with the time */
   readonly markEchoes: Array<{ atMs: number; name: string }> = [];
-  /** Twilio playback: queue and when the head entry started playing (null = idle) */
-  private queue: QueueEntry[] = [];
-  private headStartedAtMs: number | null = null;
-  private headPlayedMs = 0;
+  /** Twilio's playback buffer, on the fake clock */
+  private readonly playback = new TwilioPlayback();
   /** total agent audio the simulated caller has heard, ms */
-  heardMs = 0;
+  get heardMs(): number {
+    return this.playback.heardMs(this.now);
+  }
   /** set to false to model a Twilio that never acknowledges (e.g. network stall) */
   twilioEchoesMarks = true;
   /** timers the session asked for, run on the fake clock by `advance` */
@@ -218,27 +219,11 @@ export class SessionHarness {
   private advancePlayback(ms: number): void {
     const target = this.now + ms;
     this.flushImmediateEchoes();
-    for (;;) {
-      const head = this.queue[0];
-      if (head === undefined || this.headStartedAtMs === null) break;
-      if (head.kind === 'mark') {
-        this.queue.shift();
-        this.echo(head.name);
-        continue;
-      }
-      const remaining = head.ms - this.headPlayedMs;
-      const finishAt = this.headStartedAtMs + remaining;
-      if (finishAt > target) {
-        this.headPlayedMs += target - this.headStartedAtMs;
-        this.heardMs += target - this.headStartedAtMs;
-        this.headStartedAtMs = target;
-        break;
-      }
-      this.now = finishAt;
-      this.heardMs += remaining;
-      this.queue.shift();
-      this.headPlayedMs = 0;
-      this.headStartedAtMs = this.queue.length > 0 ? finishAt : null;
+    // Each mark at the instant playback reaches it: the session's answer to one echo (more media,
+    // a clear) lands in the buffer at that instant, before playback goes on.
+    for (let at = this.playback.nextEchoAtMs(); at !== null && at <= target; at = this.playback.nextEchoAtMs()) {
+      this.now = Math.max(this.now, at);
+      for (const e of this.playback.advance(this.now)) this.echo(e.name);
     }
     this.now = target;
   }
@@ -250,33 +235,20 @@ export class SessionHarness {
   }
 
   private onTwilioReceives(msg: TwilioOutbound): void {
+    let echoes: PlaybackEcho[];
     switch (msg.event) {
-      case 'media': {
-        const ms = Buffer.from(msg.media.payload, 'base64').length / 8;
-        if (this.queue.length === 0) {
-          this.headStartedAtMs = this.now;
-          this.headPlayedMs = 0;
-        }
-        this.queue.push({ kind: 'audio', ms });
-        return;
-      }
+      case 'media':
+        echoes = this.playback.append(Buffer.from(msg.media.payload, 'base64').length, this.now).echoes;
+        break;
       case 'mark':
-        if (this.queue.length === 0) {
-          // Nothing buffered: echoed at once (delivered on the next advance).
-          this.pendingImmediateEchoes.push(msg.mark.name);
-          return;
-        }
-        this.queue.push({ kind: 'mark', name: msg.mark.name });
-        return;
-      case 'clear': {
-        const pending = this.queue.filter((e): e is { kind: 'mark'; name: string } => e.kind === 'mark').map((e) => e.name);
-        this.queue = [];
-        this.headStartedAtMs = null;
-        this.headPlayedMs = 0;
-        this.pendingImmediateEchoes.push(...pending);
-        return;
-      }
+        echoes = this.playback.mark(msg.mark.name, this.now);
+        break;
+      case 'clear':
+        echoes = this.playback.clear(this.now).echoes;
+        break;
     }
+    // Echoed at once (nothing buffered, or flushed by clear): delivered on the next advance.
+    this.pendingImmediateEchoes.push(...echoes.map((e) => e.name));
   }
 
   private pendingImmediateEchoes: string[] = [];

@@ -225,6 +225,20 @@ describe('replay summary', () => {
     expect(s.interruptions[0]).toMatchObject({ heardMs: 1520, heardSource: 'estimate', droppedMs: 480 });
   });
 
+  it('replays the caller’s playback from arrival times: a buffer that ran dry mid-answer is silence, not heard audio', () => {
+    const input = scenario({ marks: false });
+    // Answer 1 arrives in two bursts: 25 frames at 1560 (play 1561–2061), the other 75 at 2560 (play 2561–4061).
+    let frame = 0;
+    const received = input.caller.received.map((r) => (r.message?.event === 'media' && r.atMs === 1561 && frame++ >= 25 ? { ...r, atMs: 2561 } : r));
+    frame = 0;
+    const twilioLines = input.bridge.twilioLines.map((l) =>
+      (l.msg as { event?: string }).event === 'media' && l.atMs === b(1560) && frame++ >= 25 ? { ...l, atMs: b(2560) } : l,
+    );
+    const s = buildSummary({ ...input, caller: { ...input.caller, received }, bridge: { ...input.bridge, twilioLines } });
+    // By the clear at 3081: the 500 ms of the first burst, then 520 ms of the second.
+    expect(s.interruptions[0]).toMatchObject({ itemId: 'item_a1', heardMs: 1020, heardSource: 'estimate', droppedMs: 980 });
+  });
+
   it('counts nothing heard of a response cut before its audio played', () => {
     const input = scenario();
     // A caller speaking again after answer 2 finished, while a third response is being created.

@@ -17,6 +17,7 @@ import type { ApiErrorFact, CallerTurnFact, CallFactsSnapshot, ClearFact, Keypad
 import { isObj, obj, round1, str } from '../../report/fields.js';
 import type { MarkEcho, ProtocolError } from '../simulated-caller.js';
 import type { TwilioInbound, TwilioOutbound } from '../../twilio/messages.js';
+import { TwilioPlayback } from '../twilio-playback.js';
 import { audibleStretches, firstAudibleMs } from './activity.js';
 
 export const SUMMARY_FORMAT = 'callbridge.replay-summary/1';
@@ -32,8 +33,12 @@ export interface CallerLog {
   callSid: string;
   streamSid: string;
   sent: ReadonlyArray<{ atMs: number; message: TwilioInbound }>;
-  /** `message` is set only for frames Twilio would have accepted. */
+  /**
+   * `message` is set only for frames Twilio would have accepted (and played by): replayed at their
+   * atMs through the shared playback model, they give where everything sat in the played stream.
+   */
   received: ReadonlyArray<{ atMs: number; message?: TwilioOutbound }>;
+  /** The caller's own record of its echoes (the summary re-derives playback from `received`). */
   marksEchoed: readonly MarkEcho[];
   protocolErrors: readonly ProtocolError[];
   /** Outbound bytes the caller had heard when the call ended. */
@@ -184,10 +189,11 @@ export interface Interruption {
   /** ms of the cut answer the caller had heard, from the caller's own playback. */
   heardMs: number;
   /**
-   * How heardMs is known. `cleared-marks`: exact, the playedBytes of the marks the clear echoed.
-   * `all-played`: exact, no mark was pending and the last one echoed sat at the end of the audio
-   * sent. `estimate`: no mark was pending; the last echo's position plus real time since, capped
-   * at what was sent.
+   * How heardMs is known; the position itself comes from Twilio's playback model
+   * (src/tooling/twilio-playback.ts) replayed over the arrival times of what the caller received.
+   * `cleared-marks`: confirmed by marks, the clear echoed pending marks (at that position).
+   * `all-played`: nothing was left to play, everything sent had been heard. `estimate`: no mark was
+   * pending and audio was still buffered: the model's real-time position, unconfirmed by any mark.
    */
   heardSource: 'cleared-marks' | 'all-played' | 'estimate';
   /** ms of agent audio already sent to the caller that the clear dropped unheard. */
@@ -325,20 +331,17 @@ interface ClearSeen {
 }
 
 /**
- * Replays the caller's received messages through the playback bookkeeping that matters here:
- * where each answer's audio sits in the played stream, and the played position at each clear
- * (the playedBytes of the marks the clear echoed; Twilio's buffer is FIFO, so positions add up).
+ * Replays the caller's received messages through Twilio's playback model, at the times they
+ * arrived: where each answer's audio sits in the played stream, and the played position at each
+ * clear. The simulated caller plays by the same model at the same times, so this is its playback.
  */
 function followPlayback(
   caller: CallerLog,
   frameOwners: Array<{ responseId: string | null; itemId: string | null }> | null,
 ): { answers: Answer[]; clears: ClearSeen[] } {
-  const echoes = new Map<string, MarkEcho>();
-  for (const e of caller.marksEchoed) if (!echoes.has(e.name)) echoes.set(e.name, e);
+  const playback = new TwilioPlayback();
   const answers = new Map<string, Answer>();
   const clears: ClearSeen[] = [];
-  let queued = 0;
-  let marksSinceClear: string[] = [];
   let frameIndex = 0;
   let lastAnswer: Answer | null = null;
   let lastMediaAtMs = Number.NEGATIVE_INFINITY;
@@ -361,45 +364,27 @@ function followPlayback(
       }
       newAnswerDue = false;
       lastMediaAtMs = r.atMs;
+      const { startsAtPlayedByte } = playback.append(bytes, r.atMs);
       let a = answers.get(key);
       if (a === undefined) {
-        a = { key, responseId: owner?.responseId ?? null, itemId: owner?.itemId ?? null, firstAtMs: r.atMs, startPos: queued, endPos: queued, cutPos: null };
+        a = { key, responseId: owner?.responseId ?? null, itemId: owner?.itemId ?? null, firstAtMs: r.atMs, startPos: startsAtPlayedByte, endPos: startsAtPlayedByte, cutPos: null };
         answers.set(key, a);
       }
-      queued += bytes;
-      a.endPos = queued;
+      a.endPos = startsAtPlayedByte + bytes;
       lastAnswer = a;
     } else if (m.event === 'mark') {
-      marksSinceClear.push(m.mark.name);
+      playback.mark(m.mark.name, r.atMs);
     } else {
-      const cleared = marksSinceClear.map((n) => echoes.get(n)).find((e) => e !== undefined && e.cause === 'cleared');
-      const { playedPos, source } =
-        cleared !== undefined ? { playedPos: cleared.playedBytes, source: 'cleared-marks' as const } : estimatePlayed(caller.marksEchoed, r.atMs, queued, lastAnswer);
-      clears.push({ atMs: r.atMs, playedPos, source, queuedPos: queued, lastAnswer });
+      const cleared = playback.clear(r.atMs);
+      const playedPos = cleared.playedBytes;
+      const source = cleared.echoes.some((e) => e.cause === 'cleared') ? 'cleared-marks' : cleared.droppedBytes === 0 ? 'all-played' : 'estimate';
+      clears.push({ atMs: r.atMs, playedPos, source, queuedPos: playedPos + cleared.droppedBytes, lastAnswer });
       for (const a of answers.values()) if (a.cutPos === null && a.endPos > playedPos) a.cutPos = playedPos;
-      queued = playedPos;
-      marksSinceClear = [];
       newAnswerDue = true;
     }
   }
   for (const a of answers.values()) if (a.cutPos === null) a.cutPos = caller.playedBytesAtEnd;
   return { answers: [...answers.values()], clears };
-}
-
-/** Played position at a clear when no mark was pending: the last echo, plus real time since, capped at what was queued. */
-function estimatePlayed(
-  echoes: readonly MarkEcho[],
-  atMs: number,
-  queued: number,
-  answer: Answer | null,
-): { playedPos: number; source: 'all-played' | 'estimate' } {
-  let anchor = answer === null ? { pos: 0, atMs: 0 } : { pos: answer.startPos, atMs: answer.firstAtMs };
-  for (const e of echoes) {
-    if (e.atMs <= atMs && e.cause !== 'cleared' && e.atMs >= anchor.atMs) anchor = { pos: e.playedBytes, atMs: e.atMs };
-  }
-  // A mark echoed at the very end of what was sent: the buffer was empty, nothing to guess.
-  if (anchor.pos >= queued) return { playedPos: queued, source: 'all-played' };
-  return { playedPos: Math.min(queued, Math.floor(anchor.pos + (atMs - anchor.atMs) * MULAW_BYTES_PER_MS)), source: 'estimate' };
 }
 
 const heardBytes = (a: Answer): number => Math.max(0, Math.min(a.endPos, a.cutPos ?? a.endPos) - a.startPos);
