@@ -13,16 +13,15 @@ import { createWriteStream } from 'node:fs';
 import type { WriteStream } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import { mulawStereoPcm16 } from '../audio/stereo.js';
-import { pcm16Bytes, pcm16WavHeader } from '../tooling/audio/wav.js';
 import type { CallEndInfo, CallIds, CallRecorder, RecorderFactory } from '../call/recorder.js';
 import type { Logger } from '../observability/logger.js';
 import { isObj, obj, str } from '../report/fields.js';
 import { publishFile, temporaryFile } from '../report/files.js';
 import { PendingWork } from '../report/pending.js';
 import { CallAudio } from './call-audio.js';
+import { PCM16_WAV_HEADER_BYTES, pcm16Bytes, pcm16WavHeader } from './wav-header.js';
 
 const FORMAT = { sampleRate: 8000, channels: 2 } as const;
-const HEADER_BYTES = pcm16WavHeader(FORMAT, 0).byteLength;
 /** Bytes waiting for the disk before a call's recording gives up: about 4 minutes of audio. */
 export const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 
@@ -125,7 +124,7 @@ class AudioRecorder implements CallRecorder {
       if (this.failed) throw new Error('the recording failed during the call');
       const handle = await open(this.tmp, 'r+');
       try {
-        await handle.write(pcm16WavHeader(FORMAT, this.dataBytes), 0, HEADER_BYTES, 0);
+        await handle.write(pcm16WavHeader(FORMAT, this.dataBytes), 0, PCM16_WAV_HEADER_BYTES, 0);
       } finally {
         await handle.close();
       }
