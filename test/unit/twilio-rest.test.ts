@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
-import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -15,6 +14,7 @@ import {
   voiceWebhookUrlFrom,
 } from '../../src/twilio/rest.js';
 import { dialTwiml, hangupTwiml } from '../../src/twilio/twiml.js';
+import { HttpPeer, type ReceivedRequest } from '../support/peers.js';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -58,11 +58,10 @@ class FakeTwilio {
   callFetchFailure: { status: number; code: number; message: string } | null = null;
   /** When set, call fetches are never answered (a timeout). */
   callFetchHangs = false;
-  private readonly server: Server = createServer((req, res) => void this.handle(req, res));
+  private readonly peer = new HttpPeer((req, res) => this.answer(req, res));
 
   get baseUrl(): string {
-    const { port } = this.server.address() as AddressInfo;
-    return `http://127.0.0.1:${port}`;
+    return this.peer.baseUrl;
   }
 
   reset(): void {
@@ -80,26 +79,22 @@ class FakeTwilio {
   }
 
   async start(): Promise<void> {
-    await new Promise<void>((ok) => this.server.listen(0, '127.0.0.1', ok));
+    await this.peer.start();
   }
 
   async stop(): Promise<void> {
-    // The SDK keeps connections alive; close() alone would wait for them.
-    this.server.closeAllConnections();
-    await new Promise<void>((ok) => this.server.close(() => ok()));
+    await this.peer.stop();
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const url = new URL(req.url ?? '/', 'http://fake');
+  private answer(req: ReceivedRequest, res: ServerResponse): void {
+    const url = new URL(req.path, 'http://fake');
     const recorded: RecordedRequest = {
-      method: req.method ?? '',
+      method: req.method,
       path: url.pathname,
       query: url.searchParams,
       authorization: req.headers.authorization,
       contentType: req.headers['content-type'],
-      body: Buffer.concat(chunks).toString('utf8'),
+      body: req.body,
     };
     this.requests.push(recorded);
 
