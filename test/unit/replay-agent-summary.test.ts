@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { mulawEncode } from '../../src/audio/g711.js';
 import { CAPTURE_END_TYPE } from '../../src/call/recorder.js';
 import { buildSummary, TOOL_TEXT_MAX_CHARS, type BridgeLog, type CallerLog, type RecordedLine, type SummaryInput } from '../../src/tooling/replay/summary.js';
 import { endLabel, renderTimelineSvg } from '../../src/tooling/replay/timeline-svg.js';
 import type { TwilioInbound, TwilioOutbound } from '../../src/twilio/messages.js';
+import { mulawToneSpans } from '../support/signals.js';
 
 /**
  * One synthetic agent call, every time in stream ms:
@@ -19,13 +19,7 @@ const b = (streamMs: number): number => streamMs + BRIDGE_CLOCK_AT_START;
 const SID = 'MZ9';
 const FRAME = Buffer.alloc(160, 0x10).toString('base64');
 
-function tone(lengthMs: number, spans: Array<[number, number]>): Uint8Array {
-  const pcm = new Int16Array(lengthMs * 8);
-  for (const [from, to] of spans) for (let i = from * 8; i < to * 8; i++) pcm[i] = Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 8000));
-  const out = new Uint8Array(pcm.length);
-  mulawEncode(pcm, out);
-  return out;
-}
+const tone = (lengthMs: number, spans: Array<[number, number]>): Uint8Array => mulawToneSpans(lengthMs, spans);
 
 const ENDING_OUTPUT = JSON.stringify({ status: 'ending', note: 'The call ends as soon as the caller has heard your goodbye.' });
 

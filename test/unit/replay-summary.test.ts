@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { mulawEncode } from '../../src/audio/g711.js';
 import { buildSummary, SUMMARY_FORMAT, type BridgeLog, type CallerLog, type RecordedLine, type SummaryInput } from '../../src/tooling/replay/summary.js';
 import type { MarkEcho } from '../../src/tooling/simulated-caller.js';
 import type { TwilioInbound, TwilioOutbound } from '../../src/twilio/messages.js';
+import { mulawToneSpans } from '../support/signals.js';
 
 /**
  * One synthetic barge-in call, every time in stream ms (ms since `start` was sent):
@@ -17,13 +17,7 @@ const SID = 'MZ1';
 const FRAME = Buffer.alloc(160, 0x10).toString('base64');
 const FRAME_BYTES = 160;
 
-function tone(lengthMs: number, spans: Array<[number, number]>): Uint8Array {
-  const pcm = new Int16Array(lengthMs * 8);
-  for (const [from, to] of spans) for (let i = from * 8; i < to * 8; i++) pcm[i] = Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 8000));
-  const out = new Uint8Array(pcm.length);
-  mulawEncode(pcm, out);
-  return out;
-}
+const tone = (lengthMs: number, spans: Array<[number, number]>): Uint8Array => mulawToneSpans(lengthMs, spans);
 
 interface Scenario {
   received: Array<{ atMs: number; message: TwilioOutbound }>;

@@ -1,15 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { mulawEncode } from '../../src/audio/g711.js';
 import { SUMMARY_FORMAT, type ReplaySummary } from '../../src/tooling/replay/summary.js';
 import { renderTimelineSvg } from '../../src/tooling/replay/timeline-svg.js';
+import { mulawToneSpans } from '../support/signals.js';
 
-function tone(lengthMs: number, spans: Array<[number, number]>): Uint8Array {
-  const pcm = new Int16Array(lengthMs * 8);
-  for (const [from, to] of spans) for (let i = from * 8; i < to * 8; i++) pcm[i] = Math.round(12_000 * Math.sin((2 * Math.PI * 300 * i) / 8000));
-  const out = new Uint8Array(pcm.length);
-  mulawEncode(pcm, out);
-  return out;
-}
+const tone = (lengthMs: number, spans: Array<[number, number]>): Uint8Array => mulawToneSpans(lengthMs, spans, { amplitude: 12_000, hz: 300 });
 
 const SUMMARY: ReplaySummary = {
   format: SUMMARY_FORMAT,
