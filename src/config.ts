@@ -6,8 +6,12 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, extname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isJsonObject, mergeAgentJson } from './agent/merge.js';
+import { Type } from 'typebox';
+import type { Static } from 'typebox';
+import { mergeAgentJson } from './agent/merge.js';
 import { BUILTIN_PLACEHOLDERS, CONTEXT_PREFIX, unknownPlaceholders } from './agent/template.js';
+import { compile, Nullable } from './validation/validator.js';
+import type { Problem } from './validation/validator.js';
 
 export const MIN_SILENCE_DURATION_MS = 500;
 
@@ -172,71 +176,114 @@ export const DEFAULT_MAX_CALLS = 50;
 
 type Json = Record<string, unknown>;
 
-class Reader {
-  readonly problems: string[] = [];
+// ---------------------------------------------------------------- the agent config file's schema
 
-  constructor(private readonly root: Json) {}
+/** A free-form note, allowed in every object of the file. */
+const Comment = Type.Optional(Type.String());
+/** Say "must be a non-empty string" without the value (texts can be long prompts). */
+const Text = () => Type.String({ pattern: '\\S', problem: 'must be a non-empty string' });
+/** Say "must be a non-empty string, got …". */
+const TextGot = () => Type.String({ pattern: '\\S', expected: 'a non-empty string' });
+const Int = (min: number, max: number) => Type.Integer({ minimum: min, maximum: max, expected: `an integer in [${min}, ${max}]` });
+const Num = (min: number, max: number) => Type.Number({ minimum: min, maximum: max, expected: `a number in [${min}, ${max}]` });
+const Closed = { additionalProperties: false } as const;
 
-  private at(path: string): unknown {
-    let v: unknown = this.root;
-    for (const key of path.split('.')) {
-      if (typeof v !== 'object' || v === null) return undefined;
-      v = (v as Json)[key];
-    }
-    return v;
-  }
+const GREETING_SHAPE = 'null, {"text": "…"} or {"instructions": "…"}';
 
-  string(path: string): string {
-    const v = this.at(path);
-    if (typeof v !== 'string' || v.trim() === '') {
-      this.problems.push(`${path} must be a non-empty string`);
-      return '';
-    }
-    return v;
-  }
+const EndCallToolSchema = Type.Object({ $comment: Comment, type: Type.Literal('end_call'), description: Type.Optional(TextGot()) }, Closed);
+const TransferCallToolSchema = Type.Object(
+  {
+    $comment: Comment,
+    type: Type.Literal('transfer_call'),
+    to: Type.String({ pattern: '^(?:\\+[0-9]{2,15}|sip:\\S+)$', expected: 'an E.164 number ("+" and 2-15 digits) or a "sip:" URI' }),
+    description: Type.Optional(TextGot()),
+  },
+  Closed,
+);
+const HttpToolSchema = Type.Object(
+  {
+    $comment: Comment,
+    type: Type.Literal('http'),
+    name: Type.String({ pattern: '^[a-zA-Z0-9_-]{1,64}$', expected: '1-64 letters, digits, "_" or "-"' }),
+    description: TextGot(),
+    /** JSON Schema of the arguments object: only its outline is checked here */
+    parameters: Type.Object(
+      { type: Type.Literal('object'), properties: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { problem: 'must be an object' })) },
+      { expected: 'a JSON Schema object with "type": "object"' },
+    ),
+    /** whether it is an http(s) URL is checked in code (the URL parser decides) */
+    url: Type.String({ expected: 'an http(s) URL' }),
+    timeoutMs: Type.Optional(Int(100, 60_000)),
+  },
+  Closed,
+);
+const TOOL_SCHEMAS = { end_call: EndCallToolSchema, transfer_call: TransferCallToolSchema, http: HttpToolSchema } as const;
+const TOOL_TYPES = Object.keys(TOOL_SCHEMAS);
 
-  nullableString(path: string): string | null {
-    const v = this.at(path);
-    if (v === null) return null;
-    return this.string(path);
-  }
+/**
+ * A tool: its `type` picks its schema (if/then rather than a union, so a bad field of a known tool
+ * is reported as itself, not as "matches none of the tool shapes").
+ */
+const ToolSchema = Type.Unsafe<Static<typeof EndCallToolSchema> | Static<typeof TransferCallToolSchema> | Static<typeof HttpToolSchema>>({
+  type: 'object',
+  expected: 'an object',
+  required: ['type'],
+  properties: { type: { enum: TOOL_TYPES } },
+  allOf: Object.entries(TOOL_SCHEMAS).map(([type, schema]) => ({ if: { properties: { type: { const: type } } }, then: schema })),
+});
 
-  number(path: string, min: number, max: number, integer = false): number {
-    const v = this.at(path);
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) {
-      this.problems.push(`${path} must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got ${JSON.stringify(v)}`);
-      return min;
-    }
-    return v;
-  }
-}
+/** The agent config file: config/default.json, a profile file, an AGENT_CONFIG_URL answer merged over a profile. */
+export const AgentConfigFileSchema = Type.Object(
+  {
+    $comment: Comment,
+    model: Text(),
+    instructions: Text(),
+    voice: Text(),
+    transcription: Nullable(Type.Object({ $comment: Comment, model: Text() }, Closed), { expected: 'null or an object {model}' }),
+    noiseReduction: Type.Union([Type.Literal('near_field'), Type.Literal('far_field'), Type.Null()], { expected: '"near_field", "far_field" or null' }),
+    turnDetection: Type.Object(
+      { $comment: Comment, threshold: Num(0, 1), prefixPaddingMs: Int(0, 2000), silenceDurationMs: Int(MIN_SILENCE_DURATION_MS, 5000) },
+      Closed,
+    ),
+    interruption: Type.Object({ $comment: Comment, suppressDeltasMs: Int(0, 5000) }, Closed),
+    playout: Type.Object({ $comment: Comment, markIntervalMs: Int(10, 100) }, Closed),
+    limits: Type.Object({ $comment: Comment, maxBufferedInboundMs: Int(100, 60_000) }, Closed),
+    greeting: Type.Optional(
+      Nullable(Type.Object({ $comment: Comment, text: Type.Optional(TextGot()), instructions: Type.Optional(TextGot()) }, Closed), { expected: GREETING_SHAPE }),
+    ),
+    tools: Type.Optional(Type.Array(ToolSchema, { expected: 'an array' })),
+    dtmf: Type.Optional(
+      Nullable(
+        Type.Object(
+          {
+            $comment: Comment,
+            timeoutMs: Int(200, 30_000),
+            terminator: Type.Union([Type.Literal('#'), Type.Literal('*'), Type.Literal('')], { expected: '"#", "*" or "" (none)' }),
+            maxDigits: Int(1, 64),
+          },
+          Closed,
+        ),
+        { expected: 'null or an object {timeoutMs, terminator, maxDigits}' },
+      ),
+    ),
+    idle: Type.Optional(
+      Nullable(Type.Object({ $comment: Comment, reminderAfterMs: Int(1000, 600_000), maxReminders: Int(0, 10) }, Closed), { expected: 'null or an object {reminderAfterMs, maxReminders}' }),
+    ),
+    // null: no voicemail; one type keyword, so a bad text reads "must be a non-empty string"
+    voicemail: Type.Optional(Type.Unsafe<string | null>({ type: ['string', 'null'], pattern: '\\S', expected: 'a non-empty string' })),
+  },
+  Closed,
+);
+export type AgentConfigFile = Static<typeof AgentConfigFileSchema>;
+const agentConfigFile = compile(AgentConfigFileSchema, { root: 'config file' });
 
 /** Top-level keys of the agent config file (plus `$comment`, a free-form string). */
-export const AGENT_CONFIG_KEYS: readonly string[] = [
-  'model',
-  'instructions',
-  'voice',
-  'transcription',
-  'noiseReduction',
-  'turnDetection',
-  'interruption',
-  'playout',
-  'limits',
-  'greeting',
-  'tools',
-  'dtmf',
-  'idle',
-  'voicemail',
-];
+export const AGENT_CONFIG_KEYS: readonly string[] = Object.keys(AgentConfigFileSchema.properties).filter((k) => k !== '$comment');
 
-/** Keys of the nested objects of the agent config file. */
-const NESTED_KEYS: Readonly<Record<string, readonly string[]>> = {
-  transcription: ['model'],
-  turnDetection: ['threshold', 'prefixPaddingMs', 'silenceDurationMs'],
-  interruption: ['suppressDeltasMs'],
-  playout: ['markIntervalMs'],
-  limits: ['maxBufferedInboundMs'],
-};
+/** The problems are listed as the sections of the file are read: these first, in this order. */
+const LEADING_KEYS: readonly string[] = ['model', 'instructions', 'voice', 'transcription', 'turnDetection', 'interruption', 'playout', 'limits'];
+/** Then unknown keys (top level, then nested), then these sections, then placeholders. */
+const TRAILING_KEYS: readonly string[] = ['noiseReduction', 'greeting', 'tools', 'dtmf', 'idle', 'voicemail'];
 
 export const DEFAULT_GREETING: { text: string } = { text: 'Hello! How can I help you today?' };
 export const DEFAULT_DTMF: DtmfConfig = { timeoutMs: 2000, terminator: '#', maxDigits: 20 };
@@ -244,13 +291,19 @@ export const DEFAULT_IDLE: IdleConfig = { reminderAfterMs: 8000, maxReminders: 2
 export const DEFAULT_HTTP_TOOL_TIMEOUT_MS = 5000;
 /** Function names the model sees for the built-in tools; an http tool may not take them. */
 export const RESERVED_TOOL_NAMES: readonly string[] = ['end_call', 'transfer_call'];
-const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 const E164 = /^\+[0-9]{2,15}$/;
-const SIP_URI = /^sip:[^\s]+$/;
 
 /** The function name under which a tool is offered to the model. */
 export function toolName(tool: ToolConfig): string {
   return tool.type === 'http' ? tool.name : tool.type;
+}
+
+/** One problem of a config, with where it sorts among the others. */
+interface Ranked {
+  rank: number;
+  /** the tool's index, for problems of `tools` */
+  item: number;
+  message: string;
 }
 
 /**
@@ -258,46 +311,207 @@ export function toolName(tool: ToolConfig): string {
  * merged over a profile) and returns it typed, or throws a ConfigError naming every offending key.
  * `extraKeys`: top-level keys the caller reads itself (the main file's `numbers`, say); their
  * names pass the unknown-key check here, their values are the caller's to check.
+ *
+ * The shape and types are the schema's (AgentConfigFileSchema); what a schema cannot say (a
+ * greeting has exactly one of its texts, tool names are unique, a URL parses, placeholders
+ * exist) is checked here, on the parts whose shape is right.
  */
 export function parseAgentConfig(raw: unknown, extraKeys: readonly string[] = []): AgentConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(['config file must hold a JSON object']);
-  const root = raw as Json;
-  const r = new Reader(root);
-  const transcription = root['transcription'];
-  const noise = root['noiseReduction'];
-  const problems: string[] = [];
-  checkKeys(root, '', [...AGENT_CONFIG_KEYS, ...extraKeys], problems);
-  for (const [key, known] of Object.entries(NESTED_KEYS)) {
-    const v = root[key];
-    if (isObject(v)) checkKeys(v, key, known, problems);
+  const problems: Ranked[] = [];
+  if (!agentConfigFile.is(raw)) {
+    for (const p of agentConfigFile.problems()) {
+      const ranked = configProblem(p, raw as Json, extraKeys);
+      if (ranked !== null) problems.push(ranked);
+    }
   }
-  if (noise !== null && noise !== 'near_field' && noise !== 'far_field') {
-    problems.push(`noiseReduction must be "near_field", "far_field" or null, got ${JSON.stringify(noise)}`);
+  // The caller's own keys (extraKeys) are the only schema problems not kept.
+  const shaped = problems.length === 0;
+  const file = raw as Partial<AgentConfigFile>;
+  const greeting = checkGreeting(file.greeting, problems);
+  const tools = checkTools(file.tools, problems);
+  const voicemail = file.voicemail;
+  if (typeof voicemail === 'string' && voicemail.length > MAX_VOICEMAIL_CHARS) {
+    problems.push({ rank: rankOf('voicemail'), item: 0, message: `voicemail must be at most ${MAX_VOICEMAIL_CHARS} characters, got ${voicemail.length}` });
   }
-  const agent: AgentConfig = {
-    model: r.string('model'),
-    instructions: r.string('instructions'),
-    voice: r.string('voice'),
-    transcriptionModel: transcription === null ? null : r.string('transcription.model'),
-    noiseReduction: noise === 'near_field' || noise === 'far_field' ? noise : null,
+  // Placeholders are checked in every text that is one, whatever else is wrong: a typo there is
+  // reported with the rest.
+  const placeholders: string[] = [];
+  checkPlaceholders(fileTexts(raw as Json), placeholders);
+  for (const message of placeholders) problems.push({ rank: 30, item: 0, message });
+  if (shaped && problems.length === 0 && greeting !== undefined) return agentFrom(raw as AgentConfigFile, greeting, tools);
+  throw new ConfigError(ordered(problems));
+}
+
+/** The templated texts of a file not yet known to be valid: those that are text. */
+function fileTexts(root: Json): Array<[key: string, text: string]> {
+  const texts: Array<[string, string]> = [];
+  if (typeof root['instructions'] === 'string') texts.push(['instructions', root['instructions']]);
+  const greeting = root['greeting'];
+  if (typeof greeting === 'object' && greeting !== null) {
+    const { text, instructions } = greeting as Json;
+    if (typeof text === 'string' && instructions === undefined) texts.push(['greeting.text', text]);
+    if (typeof instructions === 'string' && text === undefined) texts.push(['greeting.instructions', instructions]);
+  }
+  if (typeof root['voicemail'] === 'string') texts.push(['voicemail', root['voicemail']]);
+  return texts;
+}
+
+/** A file that passed the schema and the checks above, as the typed config. */
+function agentFrom(file: AgentConfigFile, greeting: GreetingConfig, tools: ToolConfig[]): AgentConfig {
+  return {
+    model: file.model,
+    instructions: file.instructions,
+    voice: file.voice,
+    transcriptionModel: file.transcription === null ? null : file.transcription.model,
+    noiseReduction: file.noiseReduction,
     turnDetection: {
-      threshold: r.number('turnDetection.threshold', 0, 1),
-      prefixPaddingMs: r.number('turnDetection.prefixPaddingMs', 0, 2000, true),
-      silenceDurationMs: r.number('turnDetection.silenceDurationMs', MIN_SILENCE_DURATION_MS, 5000, true),
+      threshold: file.turnDetection.threshold,
+      prefixPaddingMs: file.turnDetection.prefixPaddingMs,
+      silenceDurationMs: file.turnDetection.silenceDurationMs,
     },
-    suppressDeltasMs: r.number('interruption.suppressDeltasMs', 0, 5000, true),
-    markIntervalMs: r.number('playout.markIntervalMs', 10, 100, true),
-    maxBufferedInboundMs: r.number('limits.maxBufferedInboundMs', 100, 60_000, true),
-    greeting: parseGreeting(root, problems),
-    tools: parseTools(root, problems),
-    dtmf: parseDtmf(root, problems),
-    idle: parseIdle(root, problems),
-    voicemail: parseVoicemail(root, problems),
+    suppressDeltasMs: file.interruption.suppressDeltasMs,
+    markIntervalMs: file.playout.markIntervalMs,
+    maxBufferedInboundMs: file.limits.maxBufferedInboundMs,
+    greeting,
+    tools,
+    dtmf: file.dtmf === undefined ? { ...DEFAULT_DTMF } : file.dtmf === null ? null : { timeoutMs: file.dtmf.timeoutMs, terminator: file.dtmf.terminator, maxDigits: file.dtmf.maxDigits },
+    idle: file.idle === undefined ? { ...DEFAULT_IDLE } : file.idle === null ? null : { reminderAfterMs: file.idle.reminderAfterMs, maxReminders: file.idle.maxReminders },
+    voicemail: file.voicemail ?? null,
   };
-  checkPlaceholders(agent, problems);
-  const all = [...r.problems, ...problems];
-  if (all.length > 0) throw new ConfigError(all);
-  return agent;
+}
+
+/** A schema problem in the config's words: unknown keys get a "did you mean"; null: not a problem here. */
+function configProblem(p: Problem, root: Json, extraKeys: readonly string[]): Ranked | null {
+  const top = p.field.split(/[.[]/)[0] ?? '';
+  const item = /^tools\[(\d+)\]/.exec(p.field);
+  const index = item === null ? 0 : Number(item[1]);
+  if (p.keyword === 'additionalProperties') {
+    const dot = p.field.lastIndexOf('.');
+    const parent = dot < 0 ? '' : p.field.slice(0, dot);
+    if (parent === '' && extraKeys.includes(p.field)) return null;
+    const known = parent === '' ? [...AGENT_CONFIG_KEYS, ...extraKeys] : knownKeysAt(parent, root);
+    const key = p.field.slice(dot + 1);
+    const guess = closest(key, known);
+    const tool = item === null ? '' : ` of ${article(String((valueAt(root, parent) as Json | undefined)?.['type']))} tool`;
+    const message = `${p.field} is not a known key${tool}` + (guess === null ? ` (known: ${known.join(', ')})` : ` (did you mean "${guess}"?)`);
+    const rank = parent === '' ? 10 : LEADING_KEYS.includes(top) ? 11 + LEADING_KEYS.indexOf(top) : rankOf(top);
+    return { rank, item: index, message };
+  }
+  if (item !== null && p.field === `${item[0]}.type`) {
+    const type = (valueAt(root, item[0]) as Json | undefined)?.['type'];
+    return { rank: rankOf('tools'), item: index, message: `${p.field} ${JSON.stringify(type)} is not a known tool type (one of "end_call", "transfer_call", "http")` };
+  }
+  if (item !== null && p.keyword === 'required' && p.field === `${item[0]}.type`) {
+    return { rank: rankOf('tools'), item: index, message: `${p.field} is missing (one of "end_call", "transfer_call", "http")` };
+  }
+  // A wrong `type` inside an http tool's parameters is the parameters' problem, said as such.
+  const params = item === null ? null : /^tools\[\d+\]\.parameters(?:\.type)?$/.exec(p.field);
+  if (params !== null && item !== null && p.keyword !== 'required') {
+    const at = `${item[0]}.parameters`;
+    return { rank: rankOf('tools'), item: index, message: `${at} must be a JSON Schema object with "type": "object", got ${JSON.stringify(valueAt(root, at))}` };
+  }
+  return { rank: rankOf(top), item: index, message: p.message };
+}
+
+function rankOf(top: string): number {
+  const leading = LEADING_KEYS.indexOf(top);
+  if (leading >= 0) return leading;
+  const trailing = TRAILING_KEYS.indexOf(top);
+  return trailing >= 0 ? 20 + trailing : 10;
+}
+
+/** Problems in the order the file is read; a tool's problems together, tool by tool. */
+function ordered(problems: readonly Ranked[]): string[] {
+  const out = problems.map((p, i) => ({ ...p, i }));
+  out.sort((a, b) => a.rank - b.rank || a.item - b.item || a.i - b.i);
+  return [...new Set(out.map((p) => p.message))];
+}
+
+function knownKeysAt(parent: string, root: Json): string[] {
+  const tool = /^tools\[\d+\]$/.test(parent) ? (valueAt(root, parent) as Json | undefined)?.['type'] : undefined;
+  if (typeof tool === 'string' && tool in TOOL_SCHEMAS) return Object.keys(TOOL_SCHEMAS[tool as keyof typeof TOOL_SCHEMAS].properties).filter((k) => k !== '$comment');
+  const section = AgentConfigFileSchema.properties[parent as keyof typeof AgentConfigFileSchema.properties] as { properties?: object } | undefined;
+  return Object.keys(section?.properties ?? {}).filter((k) => k !== '$comment');
+}
+
+function valueAt(root: Json, field: string): unknown {
+  let v: unknown = root;
+  for (const part of field.split(/\.|\[|\]/).filter((x) => x !== '')) {
+    if (typeof v !== 'object' || v === null) return undefined;
+    v = (v as Json)[part];
+  }
+  return v;
+}
+
+function article(type: string): string {
+  return `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type}`;
+}
+
+/** The greeting, its default when absent; undefined when it is not one (the schema said why). */
+function checkGreeting(v: AgentConfigFile['greeting'] | undefined, problems: Ranked[]): GreetingConfig | undefined {
+  if (v === undefined) return { ...DEFAULT_GREETING };
+  if (v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) return undefined;
+  const hasText = v.text !== undefined;
+  if (hasText === (v.instructions !== undefined)) {
+    problems.push({ rank: rankOf('greeting'), item: 0, message: `greeting must be ${GREETING_SHAPE}: exactly one of greeting.text and greeting.instructions` });
+    return undefined;
+  }
+  return v.text !== undefined ? { text: v.text } : { instructions: v.instructions ?? '' };
+}
+
+/**
+ * The tools whose shape is right, with their defaults; the others were named by the schema. A
+ * name used twice, a second built-in tool, a reserved name and a URL that does not parse are
+ * refused here.
+ */
+function checkTools(v: unknown, problems: Ranked[]): ToolConfig[] {
+  if (!Array.isArray(v)) return [];
+  const items: unknown[] = v;
+  const tools: ToolConfig[] = [];
+  const seen = new Map<string, string>();
+  const rank = rankOf('tools');
+  items.forEach((item, i) => {
+    const path = `tools[${i}]`;
+    // A tool the schema refused is named in its problems already.
+    if (!toolShape.is(item)) return;
+    const tool = toolOf(item);
+    const before = problems.length;
+    if (tool.type === 'http') {
+      if (RESERVED_TOOL_NAMES.includes(tool.name)) problems.push({ rank, item: i, message: `${path}.name "${tool.name}" is reserved for the built-in tool of that type` });
+      if (!isUrl(tool.url, ['http:', 'https:'])) problems.push({ rank, item: i, message: `${path}.url must be an http(s) URL, got ${JSON.stringify(tool.url)}` });
+    }
+    // A refused tool takes no name: a later tool is not told its name is taken.
+    if (problems.length > before) return;
+    const name = toolName(tool);
+    const first = seen.get(name);
+    if (first !== undefined) {
+      problems.push({
+        rank,
+        item: i,
+        message: tool.type === 'http' ? `${path}.name "${name}" is already used by ${first}: tool names must be unique` : `${path}: a second ${name} tool (the first is ${first}); at most one is allowed`,
+      });
+      return;
+    }
+    seen.set(name, path);
+    tools.push(tool);
+  });
+  return tools;
+}
+
+const toolShape = compile(ToolSchema);
+
+function toolOf(item: Static<typeof ToolSchema>): ToolConfig {
+  const description = item.description === undefined ? {} : { description: item.description };
+  switch (item.type) {
+    case 'end_call':
+      return { type: 'end_call', ...description };
+    case 'transfer_call':
+      return { type: 'transfer_call', to: item.to, ...description };
+    case 'http':
+      return { type: 'http', name: item.name, description: item.description, parameters: item.parameters, url: item.url, timeoutMs: item.timeoutMs ?? DEFAULT_HTTP_TOOL_TIMEOUT_MS };
+  }
 }
 
 /** The texts that take caller context placeholders (src/agent/template.ts), by key. */
@@ -314,9 +528,9 @@ export function templatedTexts(agent: AgentConfig): Array<[key: string, text: st
  * A placeholder no call could fill is a typo, caught at start like an unknown key. Context
  * parameters (`{{context.x}}`) pass: which ones a call brings is only known on the call.
  */
-function checkPlaceholders(agent: AgentConfig, problems: string[]): void {
+function checkPlaceholders(texts: ReadonlyArray<[key: string, text: string]>, problems: string[]): void {
   const known = [...BUILTIN_PLACEHOLDERS, `${CONTEXT_PREFIX}<parameter>`];
-  for (const [key, text] of templatedTexts(agent)) {
+  for (const [key, text] of texts) {
     for (const name of unknownPlaceholders(text)) {
       const guess = closest(name, BUILTIN_PLACEHOLDERS);
       problems.push(
@@ -371,32 +585,8 @@ export function offerableTools(agent: AgentConfig, restCredentials: boolean): { 
   return { agent: { ...agent, tools: agent.tools.filter((t) => t.type !== 'transfer_call') }, dropped: ['transfer_call'] };
 }
 
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function has(obj: Json, key: string): boolean {
   return Object.prototype.hasOwnProperty.call(obj, key) && obj[key] !== undefined;
-}
-
-function keyPath(path: string, key: string): string {
-  return path === '' ? key : `${path}.${key}`;
-}
-
-/** Every key of `obj` must be known; `$comment` (a string) is allowed anywhere. */
-function checkKeys(obj: Json, path: string, known: readonly string[], problems: string[], what = ''): void {
-  for (const key of Object.keys(obj)) {
-    if (key === '$comment') {
-      if (typeof obj[key] !== 'string') problems.push(`${keyPath(path, key)} must be a string`);
-      continue;
-    }
-    if (known.includes(key)) continue;
-    const guess = closest(key, known);
-    problems.push(
-      `${keyPath(path, key)} is not a known key${what === '' ? '' : ` of ${what}`}` +
-        (guess === null ? ` (known: ${known.join(', ')})` : ` (did you mean "${guess}"?)`),
-    );
-  }
 }
 
 function closest(key: string, known: readonly string[]): string | null {
@@ -424,184 +614,11 @@ function editDistance(a: string, b: string): number {
   return prev[b.length] ?? 0;
 }
 
-function nonEmptyString(v: unknown, path: string, problems: string[]): string {
-  if (typeof v !== 'string' || v.trim() === '') {
-    problems.push(`${path} must be a non-empty string, got ${JSON.stringify(v)}`);
-    return '';
-  }
-  return v;
-}
-
-function integer(v: unknown, path: string, min: number, max: number, problems: string[]): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    problems.push(`${path} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
-    return min;
-  }
-  return v;
-}
-
-function parseGreeting(root: Json, problems: string[]): GreetingConfig {
-  if (!has(root, 'greeting')) return { ...DEFAULT_GREETING };
-  const v = root['greeting'];
-  if (v === null) return null;
-  const shape = 'greeting must be null, {"text": "…"} or {"instructions": "…"}';
-  if (!isObject(v)) {
-    problems.push(`${shape}, got ${JSON.stringify(v)}`);
-    return null;
-  }
-  checkKeys(v, 'greeting', ['text', 'instructions'], problems);
-  const hasText = has(v, 'text');
-  const hasInstructions = has(v, 'instructions');
-  if (hasText === hasInstructions) {
-    problems.push(`${shape}: exactly one of greeting.text and greeting.instructions`);
-    return null;
-  }
-  if (hasText) return { text: nonEmptyString(v['text'], 'greeting.text', problems) };
-  return { instructions: nonEmptyString(v['instructions'], 'greeting.instructions', problems) };
-}
-
 /**
  * Outbound calls' voicemail. Bounded: Twilio's `<Say>` (the REST fallback, README "Outbound
  * calls") takes 4096 characters, and a message longer than a minute or so is cut by most machines.
  */
 export const MAX_VOICEMAIL_CHARS = 1000;
-
-function parseVoicemail(root: Json, problems: string[]): string | null {
-  if (!has(root, 'voicemail') || root['voicemail'] === null) return null;
-  const text = nonEmptyString(root['voicemail'], 'voicemail', problems);
-  if (text.length > MAX_VOICEMAIL_CHARS) problems.push(`voicemail must be at most ${MAX_VOICEMAIL_CHARS} characters, got ${text.length}`);
-  return text;
-}
-
-function parseTools(root: Json, problems: string[]): ToolConfig[] {
-  if (!has(root, 'tools')) return [];
-  const v = root['tools'];
-  if (!Array.isArray(v)) {
-    problems.push(`tools must be an array, got ${JSON.stringify(v)}`);
-    return [];
-  }
-  const tools: ToolConfig[] = [];
-  const seen = new Map<string, string>();
-  v.forEach((item: unknown, i) => {
-    const path = `tools[${i}]`;
-    const tool = parseTool(item, path, problems);
-    if (tool === null) return;
-    const name = toolName(tool);
-    const first = seen.get(name);
-    if (first !== undefined) {
-      problems.push(
-        tool.type === 'http'
-          ? `${path}.name "${name}" is already used by ${first}: tool names must be unique`
-          : `${path}: a second ${name} tool (the first is ${first}); at most one is allowed`,
-      );
-      return;
-    }
-    seen.set(name, path);
-    tools.push(tool);
-  });
-  return tools;
-}
-
-function parseTool(item: unknown, path: string, problems: string[]): ToolConfig | null {
-  if (!isObject(item)) {
-    problems.push(`${path} must be an object, got ${JSON.stringify(item)}`);
-    return null;
-  }
-  const type = item['type'];
-  const before = problems.length;
-  const description = (): { description?: string } =>
-    has(item, 'description') ? { description: nonEmptyString(item['description'], `${path}.description`, problems) } : {};
-  switch (type) {
-    case 'end_call': {
-      checkKeys(item, path, ['type', 'description'], problems, 'an end_call tool');
-      const tool: EndCallTool = { type, ...description() };
-      return problems.length === before ? tool : null;
-    }
-    case 'transfer_call': {
-      checkKeys(item, path, ['type', 'to', 'description'], problems, 'a transfer_call tool');
-      const to = item['to'];
-      if (typeof to !== 'string' || !(E164.test(to) || SIP_URI.test(to))) {
-        problems.push(`${path}.to must be an E.164 number ("+" and 2-15 digits) or a "sip:" URI, got ${JSON.stringify(to)}`);
-      }
-      const tool: TransferCallTool = { type, to: typeof to === 'string' ? to : '', ...description() };
-      return problems.length === before ? tool : null;
-    }
-    case 'http': {
-      checkKeys(item, path, ['type', 'name', 'description', 'parameters', 'url', 'timeoutMs'], problems, 'an http tool');
-      const name = item['name'];
-      if (typeof name !== 'string' || !TOOL_NAME.test(name)) {
-        problems.push(`${path}.name must be 1-64 letters, digits, "_" or "-", got ${JSON.stringify(name)}`);
-      } else if (RESERVED_TOOL_NAMES.includes(name)) {
-        problems.push(`${path}.name "${name}" is reserved for the built-in tool of that type`);
-      }
-      const desc = nonEmptyString(item['description'], `${path}.description`, problems);
-      const parameters = item['parameters'];
-      if (!isObject(parameters) || parameters['type'] !== 'object') {
-        problems.push(`${path}.parameters must be a JSON Schema object with "type": "object", got ${JSON.stringify(parameters)}`);
-      } else if (has(parameters, 'properties') && !isObject(parameters['properties'])) {
-        problems.push(`${path}.parameters.properties must be an object`);
-      }
-      const url = item['url'];
-      if (typeof url !== 'string' || !isUrl(url, ['http:', 'https:'])) {
-        problems.push(`${path}.url must be an http(s) URL, got ${JSON.stringify(url)}`);
-      }
-      const timeoutMs = has(item, 'timeoutMs')
-        ? integer(item['timeoutMs'], `${path}.timeoutMs`, 100, 60_000, problems)
-        : DEFAULT_HTTP_TOOL_TIMEOUT_MS;
-      if (problems.length !== before) return null;
-      return {
-        type,
-        name: name as string,
-        description: desc,
-        parameters: parameters as Record<string, unknown>,
-        url: url as string,
-        timeoutMs,
-      };
-    }
-    default:
-      problems.push(
-        type === undefined
-          ? `${path}.type is missing (one of "end_call", "transfer_call", "http")`
-          : `${path}.type ${JSON.stringify(type)} is not a known tool type (one of "end_call", "transfer_call", "http")`,
-      );
-      return null;
-  }
-}
-
-function parseDtmf(root: Json, problems: string[]): DtmfConfig | null {
-  if (!has(root, 'dtmf')) return { ...DEFAULT_DTMF };
-  const v = root['dtmf'];
-  if (v === null) return null;
-  if (!isObject(v)) {
-    problems.push(`dtmf must be null or an object {timeoutMs, terminator, maxDigits}, got ${JSON.stringify(v)}`);
-    return null;
-  }
-  checkKeys(v, 'dtmf', ['timeoutMs', 'terminator', 'maxDigits'], problems);
-  const terminator = v['terminator'];
-  if (terminator !== '#' && terminator !== '*' && terminator !== '') {
-    problems.push(`dtmf.terminator must be "#", "*" or "" (none), got ${JSON.stringify(terminator)}`);
-  }
-  return {
-    timeoutMs: integer(v['timeoutMs'], 'dtmf.timeoutMs', 200, 30_000, problems),
-    terminator: typeof terminator === 'string' ? terminator : '#',
-    maxDigits: integer(v['maxDigits'], 'dtmf.maxDigits', 1, 64, problems),
-  };
-}
-
-function parseIdle(root: Json, problems: string[]): IdleConfig | null {
-  if (!has(root, 'idle')) return { ...DEFAULT_IDLE };
-  const v = root['idle'];
-  if (v === null) return null;
-  if (!isObject(v)) {
-    problems.push(`idle must be null or an object {reminderAfterMs, maxReminders}, got ${JSON.stringify(v)}`);
-    return null;
-  }
-  checkKeys(v, 'idle', ['reminderAfterMs', 'maxReminders'], problems);
-  return {
-    reminderAfterMs: integer(v['reminderAfterMs'], 'idle.reminderAfterMs', 1000, 600_000, problems),
-    maxReminders: integer(v['maxReminders'], 'idle.maxReminders', 0, 10, problems),
-  };
-}
 
 const LOG_LEVELS: ReadonlySet<string> = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -838,6 +855,15 @@ const PROFILE_SET_KEYS: readonly string[] = ['name', 'numbers', 'profiles'];
 export const PROFILE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 export const DEFAULT_PROFILE_NAME = 'default';
 
+/**
+ * The main file's keys of the profile set (`name` is checked as a profile name). Each profile
+ * reference is checked as it is read: its path, then the file it names.
+ */
+const numbersShape = compile(Type.Record(Type.String(), Type.Unknown(), { expected: 'an object {"+15551234567": "profiles/sales.json", …}' }), { root: 'numbers' });
+const profilesShape = compile(Type.Array(Type.Unknown(), { expected: 'an array of profile file paths' }), { root: 'profiles' });
+/** A profile file: an object of config keys (AgentConfigFileSchema checks them once merged). */
+const profileShape = compile(Type.Record(Type.String(), Type.Unknown()));
+
 function transferDroppedWarning(file: string | null): string {
   return `${file === null ? '' : `${file}: `}transfer_call is configured but TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set: it is not offered to the model (a transfer needs the Twilio REST API)`;
 }
@@ -874,8 +900,8 @@ function loadProfiles(configFile: string, root: Json, main: AgentConfig, restCre
   const numbers = new Map<string, string>();
   if (has(root, 'numbers')) {
     const v = root['numbers'];
-    if (!isObject(v)) {
-      problems.push(`${configFile}: numbers must be an object {"+15551234567": "profiles/sales.json", …}, got ${JSON.stringify(v)}`);
+    if (!numbersShape.is(v)) {
+      problems.push(...numbersShape.problems().map((p) => `${configFile}: ${p.message}`));
     } else {
       for (const [number, ref] of Object.entries(v)) {
         if (number === '$comment') continue;
@@ -891,8 +917,8 @@ function loadProfiles(configFile: string, root: Json, main: AgentConfig, restCre
   }
   if (has(root, 'profiles')) {
     const v = root['profiles'];
-    if (!Array.isArray(v)) problems.push(`${configFile}: profiles must be an array of profile file paths, got ${JSON.stringify(v)}`);
-    else v.forEach((ref: unknown, i) => load(ref, `profiles[${i}]`));
+    if (!profilesShape.is(v)) problems.push(...profilesShape.problems().map((p) => `${configFile}: ${p.message}`));
+    else v.forEach((ref, i) => load(ref, `profiles[${i}]`));
   }
   return { defaultName, byName, numbers };
 }
@@ -913,7 +939,7 @@ function readProfile(file: string, referredBy: string, main: AgentConfig, restCr
     problems.push(`${referredBy}: ${file} is not valid JSON: ${(err as Error).message}`);
     return null;
   }
-  if (!isObject(raw)) {
+  if (!profileShape.is(raw)) {
     problems.push(`${file}: a profile file must hold a JSON object`);
     return null;
   }

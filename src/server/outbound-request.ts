@@ -7,11 +7,14 @@
  * callback over its full URL, query included, so the values come back authenticated, and any
  * replica or worker can answer the call.
  */
-import { CONTEXT_NAME } from '../agent/template.js';
+import { Type } from 'typebox';
+import type { Static } from 'typebox';
 import { RESERVED_PARAMETERS, parameterValue } from './twiml-contract.js';
+import { compile, Nullable } from '../validation/validator.js';
+import type { Problem } from '../validation/validator.js';
 
 /** E.164 as Twilio dials it: +, a country code not starting with 0, at most 15 digits. */
-const E164 = /^\+[1-9]\d{1,14}$/;
+const E164 = '^\\+[1-9]\\d{1,14}$';
 /** Keys of a call's context, each a `<Stream>` parameter and a `{{context.<key>}}`. */
 export const MAX_CONTEXT_KEYS = 10;
 /** Short enough that the whole context fits Twilio's callback URL several times over. */
@@ -20,10 +23,49 @@ export const MAX_CONTEXT_VALUE_CHARS = 200;
 /** POST /calls bodies beyond this are refused before parsing (413). */
 export const MAX_OUTBOUND_BODY_BYTES = 8 * 1024;
 
-const BODY_KEYS: readonly string[] = ['to', 'profile', 'context', 'amd'];
 const QUERY_PROFILE = 'profile';
 const QUERY_CONTEXT = 'context';
 const QUERY_AMD = 'amd';
+
+/**
+ * Caller context: a flat map of strings. Its keys are template names (`{{context.<key>}}`) and
+ * `<Stream>` parameters, so the names that say who calls or steer the stream are refused: context
+ * under them would forge those. null reads as no context.
+ */
+const ContextMap = Type.Record(
+  Type.String(),
+  Type.String({ maxLength: MAX_CONTEXT_VALUE_CHARS, expected: `text of at most ${MAX_CONTEXT_VALUE_CHARS} characters (context is a flat map of strings)` }),
+  {
+    maxProperties: MAX_CONTEXT_KEYS,
+    expected: `an object of at most ${MAX_CONTEXT_KEYS} strings {"name": "Ann", …}`,
+    propertyNames: {
+      // a template name (CONTEXT_NAME of src/agent/template.ts), shorter
+      pattern: `^[A-Za-z0-9_-]{1,${MAX_CONTEXT_KEY_CHARS}}$`,
+      not: { enum: [...RESERVED_PARAMETERS] },
+      expected: `1-${MAX_CONTEXT_KEY_CHARS} of A-Z a-z 0-9 _ -, and not a reserved name (${[...RESERVED_PARAMETERS].join(', ')})`,
+    },
+  },
+);
+export const CallContextSchema = Nullable(ContextMap);
+
+/** The body of POST /calls. */
+export const OutboundRequestSchema = Type.Object(
+  {
+    to: Type.String({ pattern: E164, expected: 'an E.164 phone number (+ then country code and number, e.g. +15551234567)' }),
+    /** a profile by name; absent or null: the caller id's number (TWILIO_FROM_NUMBER) decides, as `numbers` says */
+    profile: Type.Optional(Type.Unsafe<string | null>({ type: ['string', 'null'], expected: 'the name of a profile' })),
+    context: Type.Optional(CallContextSchema),
+    /** answering-machine detection */
+    amd: Type.Optional(Type.Boolean({ expected: 'true or false' })),
+  },
+  { additionalProperties: false, expected: 'a JSON object {"to": "+15551234567", "profile"?: "…", "context"?: {…}, "amd"?: true}' },
+);
+export type OutboundRequestBody = Static<typeof OutboundRequestSchema>;
+
+const outboundBody = compile(OutboundRequestSchema, { root: 'body' });
+const callContext = compile(CallContextSchema, { root: 'context' });
+/** Problems are listed in this order of their top-level field, unknown fields first. */
+const FIELD_ORDER: readonly string[] = Object.keys(OutboundRequestSchema.properties);
 
 /** How an outbound call goes out and whom its agent believes it is talking to. */
 export interface OutboundCall {
@@ -46,67 +88,42 @@ export type OutboundParse = { ok: true; call: OutboundCall } | { ok: false; prob
  * profile names that exist (the default one included).
  */
 export function parseOutboundRequest(body: unknown, profiles: readonly string[]): OutboundParse {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    return { ok: false, problems: ['body must be a JSON object {"to": "+15551234567", "profile"?: "…", "context"?: {…}, "amd"?: true}'] };
-  }
-  const raw = body as Record<string, unknown>;
-  const problems: string[] = [];
-  for (const key of Object.keys(raw)) {
-    if (!BODY_KEYS.includes(key)) problems.push(`${key} is not a known field (known: ${BODY_KEYS.join(', ')})`);
-  }
-  const to = raw['to'];
-  if (typeof to !== 'string' || !E164.test(to)) problems.push(`to must be an E.164 phone number (+ then country code and number, e.g. +15551234567), got ${describe(to)}`);
-
-  let profile: string | null = null;
-  if (raw['profile'] !== undefined && raw['profile'] !== null) {
-    const p = raw['profile'];
-    if (typeof p !== 'string') problems.push(`profile must be a string, got ${describe(p)}`);
-    else if (!profiles.includes(p)) problems.push(`profile "${p.slice(0, 64)}" does not exist (known: ${profiles.join(', ')})`);
-    else profile = p;
-  }
-
-  const context = parseContext(raw['context'], problems);
-
-  const amdRaw = raw['amd'];
-  if (amdRaw !== undefined && typeof amdRaw !== 'boolean') problems.push(`amd must be true or false, got ${describe(amdRaw)}`);
-
-  if (problems.length > 0 || typeof to !== 'string') return { ok: false, problems };
-  return { ok: true, call: { to, profile, context, amd: amdRaw === true } };
+  const checked = outboundBody.check(body);
+  return checked.ok ? acceptOutboundRequest(checked.value, profiles) : refuseOutboundRequest(checked.problems, body, profiles);
 }
 
-function parseContext(v: unknown, problems: string[]): Record<string, string> {
-  if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) {
-    problems.push(`context must be an object of strings {"name": "Ann", …}, got ${describe(v)}`);
-    return {};
-  }
-  const entries = Object.entries(v as Record<string, unknown>);
-  if (entries.length > MAX_CONTEXT_KEYS) problems.push(`context has ${entries.length} keys, at most ${MAX_CONTEXT_KEYS} are allowed`);
-  const context: Record<string, string> = {};
-  for (const [key, value] of entries.slice(0, MAX_CONTEXT_KEYS + 1)) {
-    const field = `context.${key.slice(0, MAX_CONTEXT_KEY_CHARS + 1)}`;
-    if (key.length > MAX_CONTEXT_KEY_CHARS || !CONTEXT_NAME.test(key)) {
-      problems.push(`${field} is not a valid key: 1-${MAX_CONTEXT_KEY_CHARS} of A-Z a-z 0-9 _ -`);
-      continue;
-    }
-    // These names say who calls or steer the stream: context under them would forge those.
-    if (RESERVED_PARAMETERS.has(key)) {
-      problems.push(`${field} is a reserved name (${[...RESERVED_PARAMETERS].join(', ')})`);
-      continue;
-    }
-    if (typeof value !== 'string') {
-      problems.push(`${field} must be a string (context is a flat map of strings), got ${describe(value)}`);
-      continue;
-    }
-    if (Array.from(value).length > MAX_CONTEXT_VALUE_CHARS) {
-      problems.push(`${field} must be at most ${MAX_CONTEXT_VALUE_CHARS} characters`);
-      continue;
-    }
-    // As the `<Parameter>` will carry it (control characters become spaces), so the call token
-    // binds exactly what Twilio delivers.
-    context[key] = parameterValue(value, MAX_CONTEXT_VALUE_CHARS);
-  }
-  return context;
+/** A body that passed OutboundRequestSchema (the route's schema): the call, if its profile exists. */
+export function acceptOutboundRequest(body: OutboundRequestBody, profiles: readonly string[]): OutboundParse {
+  const missing = missingProfile(body.profile, profiles);
+  if (missing !== null) return { ok: false, problems: [missing] };
+  return { ok: true, call: { to: body.to, profile: body.profile ?? null, context: asParameters(body.context), amd: body.amd === true } };
+}
+
+/**
+ * A body that failed OutboundRequestSchema with `problems`: every problem, the profile's too (it
+ * is only known here, not to the schema), ordered by field.
+ */
+export function refuseOutboundRequest(problems: readonly Problem[], body: unknown, profiles: readonly string[]): { ok: false; problems: string[] } {
+  const profile = typeof body === 'object' && body !== null ? (body as { profile?: unknown }).profile : undefined;
+  const missing = typeof profile === 'string' ? missingProfile(profile, profiles) : null;
+  const ranked = problems.map((p) => ({ rank: FIELD_ORDER.indexOf(p.field.split(/[.[]/)[0] ?? ''), message: p.message }));
+  if (missing !== null) ranked.push({ rank: FIELD_ORDER.indexOf('profile'), message: missing });
+  return { ok: false, problems: ranked.sort((a, b) => a.rank - b.rank).map((p) => p.message) };
+}
+
+function missingProfile(profile: string | null | undefined, profiles: readonly string[]): string | null {
+  if (typeof profile !== 'string' || profiles.includes(profile)) return null;
+  return `profile "${profile.slice(0, 64)}" does not exist (known: ${profiles.join(', ')})`;
+}
+
+/**
+ * Checked context as the `<Parameter>`s will carry it (control characters become spaces), so the
+ * call token binds exactly what Twilio delivers.
+ */
+function asParameters(context: Record<string, string> | null | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(context ?? {})) out[key] = parameterValue(value, MAX_CONTEXT_VALUE_CHARS);
+  return out;
 }
 
 /** The query of the call's callback URLs. Only present values: a bare URL for a bare call. */
@@ -138,14 +155,6 @@ export function callbackStateFrom(query: URLSearchParams, profiles: readonly str
   const amd = query.get(QUERY_AMD);
   if (amd !== null && amd !== '1') return null;
   if (profile !== null && !profiles.includes(profile)) return null;
-  const problems: string[] = [];
-  const parsedContext = parseContext(context, problems);
-  if (problems.length > 0) return null;
-  return { profile, context: parsedContext, amd: amd === '1' };
-}
-
-function describe(v: unknown): string {
-  if (v === undefined) return 'nothing';
-  const json = JSON.stringify(v);
-  return json === undefined ? typeof v : json.slice(0, 80);
+  if (context !== undefined && !callContext.is(context)) return null;
+  return { profile, context: asParameters(context), amd: amd === '1' };
 }

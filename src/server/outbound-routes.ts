@@ -28,11 +28,13 @@ import { hangupTwiml } from '../twilio/twiml.js';
 import type { Admission } from './admission.js';
 import type { App } from './app.js';
 import type { CallAgents } from './call-agents.js';
-import { callbackQuery, callbackStateFrom, MAX_OUTBOUND_BODY_BYTES, parseOutboundRequest } from './outbound-request.js';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { acceptOutboundRequest, callbackQuery, callbackStateFrom, MAX_OUTBOUND_BODY_BYTES, OutboundRequestSchema, refuseOutboundRequest } from './outbound-request.js';
 import type { OutboundCallbackState } from './outbound-request.js';
 import type { TwilioAccess } from './twilio-access.js';
 import { AMD_PARAMETER, AMD_PENDING, AMD_STATUS_PATH, OUTBOUND_ANSWER_PATH, PROFILE_PARAMETER, callContextFrom, callParameters } from './twiml-contract.js';
-import { connectStream, formString } from './webhook-routes.js';
+import { connectStream, formString, refusedForm, TWILIO_CALLBACK_ROUTE } from './webhook-routes.js';
+import { problemsOf, validatorCompiler } from '../validation/fastify.js';
 
 /** Route that places an outbound call. */
 export const CALLS_PATH = '/calls';
@@ -58,9 +60,10 @@ export function registerOutboundRoutes(app: App, deps: OutboundRoutesDeps): void
 
   // Both callbacks exist whether or not this process places calls: another replica, with
   // API_TOKEN, may have placed the call Twilio now reports on.
-  app.post(OUTBOUND_ANSWER_PATH, async (request, reply) => {
+  const typed = app.withTypeProvider<TypeBoxTypeProvider>();
+  typed.post(OUTBOUND_ANSWER_PATH, TWILIO_CALLBACK_ROUTE, async (request, reply) => {
     const params = await access.signedForm(request, reply, OUTBOUND_ANSWER_PATH, 'outbound answer', { signedQuery: true });
-    if (params === null) return reply;
+    if (params === null || (await refusedForm(request, reply, 'outbound answer', logger))) return reply;
     const callSid = formString(params, 'CallSid');
     const state = stateOf(request, profileNames);
     if (state === null) {
@@ -86,9 +89,9 @@ export function registerOutboundRoutes(app: App, deps: OutboundRoutesDeps): void
     return reply.type('text/xml').send(twiml.xml);
   });
 
-  app.post(AMD_STATUS_PATH, async (request, reply) => {
+  typed.post(AMD_STATUS_PATH, TWILIO_CALLBACK_ROUTE, async (request, reply) => {
     const params = await access.signedForm(request, reply, AMD_STATUS_PATH, 'answering-machine status', { signedQuery: true });
-    if (params === null) return reply;
+    if (params === null || (await refusedForm(request, reply, 'answering-machine status', logger))) return reply;
     const callSid = formString(params, 'CallSid');
     const answeredBy = formString(params, 'AnsweredBy') ?? 'unknown';
     metrics.amdResult(ANSWERED_BY_VALUES.includes(answeredBy) ? answeredBy : 'other');
@@ -112,14 +115,21 @@ export function registerOutboundRoutes(app: App, deps: OutboundRoutesDeps): void
     await reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized: send Authorization: Bearer <API_TOKEN>' });
   };
 
-  app.post(CALLS_PATH, { bodyLimit: MAX_OUTBOUND_BODY_BYTES, onRequest: authorize }, async (request, reply) => {
+  // The body is checked against its schema by the service's validator, but the verdict is
+  // attached rather than answered (attachValidation): a service without outbound configuration
+  // says so first, whatever the body.
+  const route = { bodyLimit: MAX_OUTBOUND_BODY_BYTES, onRequest: authorize, schema: { body: OutboundRequestSchema }, validatorCompiler, attachValidation: true };
+  typed.post(CALLS_PATH, route, async (request, reply) => {
     const missing = missingForOutbound(config);
     const rest = access.rest;
     if (missing.length > 0 || rest === null || config.publicUrl === null || config.twilioFromNumber === null) {
       metrics.outboundCall('unconfigured');
       return reply.code(503).send({ error: `outbound calls are not configured: set ${missing.join(', ')}`, missing });
     }
-    const parsed = parseOutboundRequest(request.body, profileNames);
+    const parsed =
+      request.validationError === undefined
+        ? acceptOutboundRequest(request.body, profileNames)
+        : refuseOutboundRequest(problemsOf(request.validationError), request.body, profileNames);
     if (!parsed.ok) {
       metrics.outboundCall('invalid');
       logger.info({ problems: parsed.problems }, 'POST /calls refused: invalid body');

@@ -3,7 +3,9 @@
  * and POST /transfer-status (a transfer's `<Dial>` ended: hang up, or bring the caller back to the
  * agent). Each answers TwiML; admission decides, TwilioAccess checks signatures and issues tokens.
  */
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { FormParams } from '../twilio/signature.js';
@@ -22,6 +24,50 @@ import {
   callParameters,
   parameterValue,
 } from './twiml-contract.js';
+import { problemsOf, validatorCompiler } from '../validation/fastify.js';
+import { Nullable } from '../validation/validator.js';
+
+/** A form value as @fastify/formbody gives it: a repeated key becomes a list. */
+const FormValue = Type.Union([Type.String(), Type.Array(Type.String())], { expected: 'text, or a list of text for a repeated key' });
+
+/**
+ * The form Twilio posts to a voice callback: the fields read here are named; Twilio sends many
+ * more, all covered by its signature, so any other text field is kept. No body reads as an empty
+ * form, as the signature check reads it.
+ */
+export const TwilioCallbackFormSchema = Nullable(
+  Type.Object(
+    {
+      CallSid: Type.Optional(FormValue),
+      From: Type.Optional(FormValue),
+      To: Type.Optional(FormValue),
+      Direction: Type.Optional(FormValue),
+      DialCallStatus: Type.Optional(FormValue),
+      AnsweredBy: Type.Optional(FormValue),
+    },
+    { additionalProperties: FormValue },
+  ),
+  { expected: 'a form of text fields' },
+);
+
+/**
+ * Route options of a Twilio callback: its form checked by the service's validator, the verdict
+ * attached rather than answered (attachValidation), so the signature is checked first and an
+ * unsigned request learns nothing about what the form should hold.
+ */
+export const TWILIO_CALLBACK_ROUTE = { schema: { body: TwilioCallbackFormSchema }, validatorCompiler, attachValidation: true } as const;
+
+/**
+ * A signed callback whose form failed its schema: 400 naming the field, true. Twilio's own forms
+ * always pass (formbody gives text fields only); this guards the handlers' reading of them.
+ */
+export async function refusedForm(request: FastifyRequest, reply: FastifyReply, what: string, logger: Logger): Promise<boolean> {
+  if (request.validationError === undefined) return false;
+  const problems = problemsOf(request.validationError).map((p) => p.message);
+  logger.warn({ problems }, `${what} refused: invalid form`);
+  await reply.code(400).send({ error: `invalid form: ${problems.join('; ')}`, problems });
+  return true;
+}
 
 export interface WebhookRoutesDeps {
   access: TwilioAccess;
@@ -34,9 +80,10 @@ export interface WebhookRoutesDeps {
 }
 
 export function registerWebhookRoutes(app: App, { access, agents, admission, handoffs, metrics, logger }: WebhookRoutesDeps): void {
-  app.post(INCOMING_CALL_PATH, async (request, reply) => {
+  const typed = app.withTypeProvider<TypeBoxTypeProvider>();
+  typed.post(INCOMING_CALL_PATH, TWILIO_CALLBACK_ROUTE, async (request, reply) => {
     const params = await access.signedForm(request, reply, INCOMING_CALL_PATH, 'webhook');
-    if (params === null) return reply;
+    if (params === null || (await refusedForm(request, reply, 'webhook', logger))) return reply;
     const callSid = formString(params, 'CallSid');
     const verdict = admission.mayAnswer(callSid);
     if (!verdict.ok) {
@@ -61,9 +108,9 @@ export function registerWebhookRoutes(app: App, { access, agents, admission, han
   // A transfer's <Dial> ended. Answered and finished: the call is over. Busy, no answer, failed:
   // the caller is not dropped but comes back to the agent on a new stream, which is told. Not
   // subject to MAX_CALLS or draining: the caller is on the line already.
-  app.post(TRANSFER_STATUS_PATH, async (request, reply) => {
+  typed.post(TRANSFER_STATUS_PATH, TWILIO_CALLBACK_ROUTE, async (request, reply) => {
     const params = await access.signedForm(request, reply, TRANSFER_STATUS_PATH, 'transfer status');
-    if (params === null) return reply;
+    if (params === null || (await refusedForm(request, reply, 'transfer status', logger))) return reply;
     const callSid = formString(params, 'CallSid');
     const status = formString(params, 'DialCallStatus') ?? 'unknown';
     if (callSid === null || status === 'completed' || status === 'answered') {

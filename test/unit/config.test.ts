@@ -231,6 +231,16 @@ describe('config', () => {
       expect(problems).toEqual([expect.stringMatching(/^turnDetection\.silenceMs is not a known key/), expect.stringMatching(/^limits\.other /)]);
     });
 
+    it('names the field and what it got when a section has the wrong type', () => {
+      expect(problemsOf((c) => void (c['transcription'] = 3))).toEqual(['transcription must be null or an object {model}, got 3']);
+      expect(problemsOf((c) => void ((c['turnDetection'] as Record<string, unknown>)['threshold'] = '0.5'))).toEqual([
+        'turnDetection.threshold must be a number in [0, 1], got "0.5"',
+      ]);
+      expect(problemsOf((c) => void (c['tools'] = [{ ...HTTP_TOOL, parameters: { type: 'object', properties: [] } }]))).toEqual([
+        'tools[0].parameters.properties must be an object',
+      ]);
+    });
+
     it('refuses a bad tool url, naming the tool', () => {
       const problems = problemsOf((c) => {
         c['tools'] = [{ type: 'end_call' }, TRANSFER_TOOL, { ...HTTP_TOOL, url: 'ftp://tools.example.com/x' }];

@@ -33,6 +33,9 @@ import { parseClientEventEnvelope } from '../../realtime/events.js';
 import { EnergyVad, type VadConfig, type VadEvent } from './vad.js';
 import { isJsonObject } from '../../util/json.js';
 import type { JsonObject } from '../../util/json.js';
+import { Type } from 'typebox';
+import type { Static } from 'typebox';
+import { compile, problemText } from '../../validation/validator.js';
 
 // ---------------------------------------------------------------- units and limits
 
@@ -122,11 +125,15 @@ export interface FunctionOutputContext {
 }
 
 /** A function call the answer source asks for: emitted as a `function_call` output item. */
-export interface AnswerFunctionCall {
-  name: string;
+/** The answer source's function call: a function name and its arguments. */
+const AnswerFunctionCallSchema = Type.Object({
+  name: Type.String(),
   /** JSON text, passed through as the model would write it */
-  arguments: string;
-}
+  arguments: Type.String(),
+});
+export type AnswerFunctionCall = Static<typeof AnswerFunctionCallSchema>;
+/** Not a client event: no API error text to reproduce, so the shared validator checks it. */
+const answerFunctionCall = compile(AnswerFunctionCallSchema, { root: "the answer source's functionCall" });
 
 export interface Answer {
   /** PCM16 24 kHz mono; may be empty when the answer only calls a function. */
@@ -1814,8 +1821,8 @@ export class Conversation {
  */
 function checkAnswerCall(call: AnswerFunctionCall | undefined | null, ctx: Required<AnswerContext>): AnswerFunctionCall | null {
   if (call === undefined || call === null) return null;
-  if (!isJsonObject(call) || typeof call.name !== 'string' || typeof call.arguments !== 'string') {
-    throw new Error('the answer source\'s functionCall must be { name: string, arguments: string }');
+  if (!answerFunctionCall.is(call)) {
+    throw new Error(`the answer source's functionCall must be { name: string, arguments: string }: ${problemText(answerFunctionCall.problems())}`);
   }
   if (ctx.toolChoice === 'none') throw new Error(`the answer source called '${call.name}' although tool_choice is 'none'`);
   if (!ctx.tools.includes(call.name)) {

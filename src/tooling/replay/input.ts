@@ -10,7 +10,10 @@ import { mulawEncode, MULAW_SILENCE } from '../../audio/g711.js';
 import { resampleOffline } from '../audio/offline-resample.js';
 import { readWav, WavFormatError, type DecodedWav } from '../audio/wav.js';
 import { CAPTURE_FORMAT } from '../../call/recorder.js';
-import { parseTwilioMessage } from '../../twilio/messages.js';
+import { Type } from 'typebox';
+import { twilioMessageFrom } from '../../twilio/messages.js';
+import { compile, problemText } from '../../validation/validator.js';
+import type { Problem } from '../../validation/validator.js';
 import { MULAW_BYTES_PER_MS, MULAW_RATE_HZ } from '../../audio/wire-format.js';
 
 const TWILIO_RATE_HZ = MULAW_RATE_HZ;
@@ -119,8 +122,39 @@ interface PlacedMedia {
   bytes: Uint8Array;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+/** The first line of a capture: which call, in which format, of which side. */
+const CaptureHeader = compile(
+  Type.Object({
+    kind: Type.Literal('header'),
+    format: Type.Literal(CAPTURE_FORMAT),
+    stream: Type.Literal('twilio'),
+    callSid: Type.Optional(Type.String()),
+  }),
+  { root: 'the header' },
+);
+
+/** Every later line: one frame, when it was seen and which way it went. */
+const CaptureLine = compile(
+  Type.Object({
+    t: Type.Number({ minimum: 0, expected: 'a number of ms >= 0' }),
+    dir: Type.Union([Type.Literal('in'), Type.Literal('out')], { expected: '"in" or "out"' }),
+    /** the frame as JSON, or its text when it was not JSON */
+    msg: Type.Unknown(),
+  }),
+  { root: 'a capture line' },
+);
+
+/**
+ * Why the first line is not a header this replay can play, said as the user needs it: a capture
+ * of another version, or the upstream log (`.realtime.jsonl`) of the same call, get their own hint.
+ */
+function headerProblem(header: unknown, problems: readonly Problem[]): string {
+  const fields = new Set(problems.map((p) => p.field));
+  const h = typeof header === 'object' && header !== null ? (header as Record<string, unknown>) : {};
+  if (fields.has('') || fields.has('kind')) return `not a call capture: the first line must be its header ({"kind":"header","format":"${CAPTURE_FORMAT}",...})`;
+  if (fields.has('format')) return `capture format ${JSON.stringify(h['format'])} is not supported (expected "${CAPTURE_FORMAT}")`;
+  if (h['stream'] === 'realtime') return `this is the upstream log of a call; replay its ${CAPTURE_SUFFIX} file (the caller's side)`;
+  return problemText(problems);
 }
 
 export function captureInput(text: string, path: string): ReplayInput {
@@ -137,11 +171,7 @@ export function captureInput(text: string, path: string): ReplayInput {
   };
 
   const header = json(1);
-  if (!isObject(header) || header['kind'] !== 'header') fail(1, `not a call capture: the first line must be its header ({"kind":"header","format":"${CAPTURE_FORMAT}",...})`);
-  const h = header as Record<string, unknown>;
-  if (h['format'] !== CAPTURE_FORMAT) fail(1, `capture format ${JSON.stringify(h['format'])} is not supported (expected "${CAPTURE_FORMAT}")`);
-  if (h['stream'] === 'realtime') fail(1, `this is the upstream log of a call; replay its ${CAPTURE_SUFFIX} file (the caller's side)`);
-  if (h['stream'] !== 'twilio') fail(1, `header stream must be "twilio", got ${JSON.stringify(h['stream'])}`);
+  if (!CaptureHeader.is(header)) return fail(1, headerProblem(header, CaptureHeader.problems()));
 
   const warnings: string[] = [];
   const media: PlacedMedia[] = [];
@@ -153,18 +183,17 @@ export function captureInput(text: string, path: string): ReplayInput {
   for (let lineNo = 2; lineNo <= lines.length; lineNo++) {
     if ((lines[lineNo - 1] ?? '').trim() === '') continue;
     const line = json(lineNo);
-    if (!isObject(line)) return fail(lineNo, 'a capture line must be a JSON object {t, dir, msg}');
-    const t = line['t'];
-    if (typeof t !== 'number' || !Number.isFinite(t) || t < 0) return fail(lineNo, '"t" must be a number of ms >= 0');
-    if (line['dir'] !== 'in' && line['dir'] !== 'out') return fail(lineNo, '"dir" must be "in" or "out"');
+    if (!CaptureLine.is(line)) return fail(lineNo, problemText(CaptureLine.problems()));
+    const t = line.t;
     // Only what Twilio sent is input; anything we sent is re-derived by the replay.
-    if (line['dir'] === 'out') continue;
-    const msg = line['msg'];
+    if (line.dir === 'out') continue;
+    const msg = line.msg;
     if (typeof msg === 'string') {
       warnings.push(`${path}:${lineNo}: skipped a frame that was not JSON`);
       continue;
     }
-    const parsed = parseTwilioMessage(JSON.stringify(msg));
+    // The line was parsed here, so the frame is ours to check in place.
+    const parsed = twilioMessageFrom(msg);
     if (!parsed.ok) return fail(lineNo, `not a valid Twilio message: ${parsed.error.detail}`);
     const m = parsed.message;
     if (stopped) {
@@ -219,7 +248,7 @@ export function captureInput(text: string, path: string): ReplayInput {
     durationMs: length / MULAW_BYTES_PER_MS,
     customParameters,
     dtmf: dtmfAt.map((d) => ({ atMs: Math.max(0, d.t - start), digit: d.digit })),
-    description: `capture of ${String(h['callSid'] ?? 'a call')} (${media.length} media frames)`,
+    description: `capture of ${header.callSid ?? 'a call'} (${media.length} media frames)`,
     warnings,
   };
 }
