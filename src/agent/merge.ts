@@ -3,18 +3,13 @@
  * key by key, anything else (arrays such as `tools`, strings, numbers, `null`) replaces what was
  * there. Pure; the result is validated afterwards like any config file.
  */
-
-export type JsonObject = Record<string, unknown>;
+import { isJsonObject, type JsonObject } from '../util/json.js';
 
 /**
  * Keys replaced as a whole even though their values are objects: `greeting` is either
  * `{text}` or `{instructions}`, and merging one into the other would make it both.
  */
 export const REPLACED_WHOLE: readonly string[] = ['greeting'];
-
-export function isJsonObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /**
  * `overlay` over `base`; neither is modified. `replacedWhole` applies at the top level only (the

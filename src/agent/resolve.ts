@@ -5,7 +5,7 @@
  */
 import { ConfigError, offerableTools, refineAgentConfig, templatedTexts } from '../config.js';
 import type { AgentConfig, AgentProfiles, GreetingConfig } from '../config.js';
-import { isJsonObject } from './merge.js';
+import { isJsonObject } from '../util/json.js';
 import { fillTemplate, templateValues } from './template.js';
 import type { CallContext } from './template.js';
 

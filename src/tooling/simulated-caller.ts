@@ -28,6 +28,7 @@ import {
 import { FRAME_BYTES, FRAME_MS, MULAW_BYTES_PER_MS } from '../audio/wire-format.js';
 import { MULAW_SILENCE } from '../audio/g711.js';
 import { TwilioPlayback, type PlaybackEcho } from './twilio-playback.js';
+import { isJsonObject } from '../util/json.js';
 
 const BYTES_PER_MS = MULAW_BYTES_PER_MS;
 /** How long hangUp() waits for the server's half of the close handshake before dropping the TCP connection. */
@@ -215,10 +216,6 @@ function sid(prefix: string): string {
 
 function checkMs(name: string, v: number | undefined): void {
   if (v !== undefined && (!Number.isFinite(v) || v < 0)) throw new RangeError(`${name} must be a finite number >= 0, got ${v}`);
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function onlyKeys(o: Record<string, unknown>, allowed: readonly string[], where: string): string | undefined {
@@ -674,7 +671,7 @@ export class SimulatedCaller {
   /** Twilio's acceptance rules for messages to it: exact shapes, no extra fields, our streamSid. */
   private validate(v: unknown): { message: TwilioOutbound } | { error: string } {
     if (this.t0 === undefined) return { error: 'message sent before the start event' };
-    if (!isPlainObject(v)) return { error: 'message is not a JSON object' };
+    if (!isJsonObject(v)) return { error: 'message is not a JSON object' };
     const event = v['event'];
     if (typeof event !== 'string') return { error: 'event is missing or not a string' };
     if (event !== 'media' && event !== 'mark' && event !== 'clear') return { error: `unknown event "${event.slice(0, 40)}"` };
@@ -687,7 +684,7 @@ export class SimulatedCaller {
     if (event === 'clear') return { message: { event, streamSid } };
 
     const body = v[event];
-    if (!isPlainObject(body)) return { error: `${event}: ${event} is missing or not an object` };
+    if (!isJsonObject(body)) return { error: `${event}: ${event} is missing or not an object` };
     if (event === 'media') {
       const bad = onlyKeys(body, ['payload'], 'media.');
       if (bad) return { error: `media: ${bad}` };
