@@ -91,7 +91,10 @@ export function stepReport(r: StepResult, command: string): string {
     `**${r.apiErrors.real}**${r.apiErrors.samples.length > 0 ? ` (${r.apiErrors.samples.join('; ')})` : ''}; response_cancel_not_active races (cancel crossed response.done): ${r.apiErrors.races}`,
   );
   row('bridge CPU per call', `**${fmt((r.bridge.cores * 1000) / calls, 1)} millicores** (${fmt(((b.cores - b.idleCores) * 1000) / calls, 1)} above idle)`);
-  row('bridge RSS per call', `**${fmt(MiB((b.rss1KiB - b.idleRssKiB) / calls), 2)} MiB** ((under load − idle) / calls)`);
+  row(
+    'bridge RSS per call',
+    `**${fmt(b.rampRssPerCallMiB, 2)} MiB** (slope of RSS against calls live, one sample per call placed over the ramp); (under load − idle) / calls: ${fmt(MiB((b.rss1KiB - b.idleRssKiB) / calls), 2)} MiB (start-up garbage collected under load can make it negative)`,
+  );
   row(
     'bridge RSS slope (window)',
     `**${fmt(b.rssSlope, 2)} MiB/min** over ${fmt(r.wallS / 60, 1)} min (${b.rssSamples} samples); second half ${fmt(b.rssSlopeLastHalf, 2)} MiB/min` +
@@ -183,7 +186,7 @@ export function capacityTable(steps: readonly StepResult[]): string[] {
     const b = r.bridge;
     lines.push(
       `| ${r.opts.calls} | ${r.pass ? 'pass' : 'FAIL'} | ${r.correct}/${r.opts.calls} | ${ms(r.reaction.p50)} / ${ms(r.reaction.p99)} (${r.reaction.count}) | ${ms(r.firstAudio.p99)} | ${ms(r.truncation.p99)} | ` +
-        `${r.apiErrors.real} (${r.apiErrors.races}) | ${fmt((b.cores * 1000) / r.opts.calls, 1)} mc | ${fmt(MiB((b.rss1KiB - b.idleRssKiB) / r.opts.calls), 2)} MiB | ${histQ(r.loop, 0.99)} | ` +
+        `${r.apiErrors.real} (${r.apiErrors.races}) | ${fmt((b.cores * 1000) / r.opts.calls, 1)} mc | ${fmt(b.rampRssPerCallMiB, 2)} MiB | ${histQ(r.loop, 0.99)} | ` +
         `${fmt(r.loadgen.callerCores, 2)} + ${fmt(r.loadgen.modelCores, 2)} (${ms(r.loadgen.callerLoopP99)}) | ${fmt(100 * r.loadgen.machineBusy, 0)}% (${fmt(Math.max(0, r.loadgen.otherCores), 2)} cores) |`,
     );
   }

@@ -93,6 +93,8 @@ export interface StepResult {
     cores: number;
     idleCores: number;
     idleRssKiB: number;
+    /** MiB per call: the slope of the tree's RSS against the calls placed, one sample per call over the ramp */
+    rampRssPerCallMiB: number;
     rss0KiB: number;
     rss1KiB: number;
     peakRssKiB: number;
@@ -199,6 +201,9 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     // Ramp up, one call at a time: each waits for its upstream session, which pairs the two.
     progress(`placing ${calls} calls over ${rampMs / 1000} s, warm-up ${WARM_UP_MS / 1000} s, window ${seconds} s`);
     const rampStart = performance.now();
+    // RSS against calls live, sampled as each call is placed: its slope is the memory a call adds,
+    // whatever the start-up heap (which a GC under load may give back) was at idle.
+    const rampRss: Point[] = [{ x: 0, y: MiB(readTree(b.pid).rssKiB) }];
     for (let i = 0; i < calls; i++) {
       const wait = rampStart + (i * rampMs) / calls - performance.now();
       if (wait > 0) await sleep(wait);
@@ -208,6 +213,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
       if (call.startError !== null) continue;
       call.trace = await model.nextSession(SESSION_WAIT_MS);
       if (call.trace === null) throw new StepError('load', `call ${i}: the model saw no upstream session within ${SESSION_WAIT_MS / 1000} s; pairing calls with sessions is no longer possible`);
+      rampRss.push({ x: i + 1, y: MiB(readTree(b.pid).rssKiB) });
     }
     const rampEnd = performance.now();
     const rampS = (rampEnd - rampStart) / 1000;
@@ -397,6 +403,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
         cores,
         idleCores,
         idleRssKiB: idle1.rssKiB,
+        rampRssPerCallMiB: slope(rampRss),
         rss0KiB: w0.rssKiB,
         rss1KiB: w1.rssKiB,
         peakRssKiB,
