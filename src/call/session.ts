@@ -23,6 +23,7 @@ import type {
 import { clearMessage, markMessage, mediaMessage } from '../twilio/messages.js';
 import type { TwilioInbound, TwilioOutbound, TwilioStart } from '../twilio/messages.js';
 import { PlayoutTracker } from './playout.js';
+import type { HeardItem } from './playout.js';
 import { CallControl } from './call-control.js';
 import type { ControlRequest, ControlTimer } from './call-control.js';
 import { IdleMonitor } from './idle.js';
@@ -56,6 +57,8 @@ export const HEALTHY_SESSION_MS = 5000;
 const MAX_TRANSCRIPT_ENTRIES = 200;
 const MAX_INTERRUPTION_RECORDS = 100;
 const MAX_KEYPAD_ENTRIES = 100;
+/** System notes kept for the next upstream session while none is open. */
+const MAX_OWED_NOTES = 10;
 /** Twilio sends 20 ms (160 B) per message; a full second in one message is already suspicious. */
 export const MAX_MEDIA_PAYLOAD_BYTES = 8000;
 /** Malformed frames of one kind logged at warn before further ones drop to debug. */
@@ -204,8 +207,12 @@ interface OutputItem {
   producedBytes: number;
   audioDone: boolean;
   transcript: string;
-  /** truncated or deleted by an interruption: the conversation already matches what was heard */
-  settled: null | { audioEndMs: number };
+  /**
+   * cut (truncated or deleted) or heard in full when playback stopped: the conversation already
+   * matches what was heard, and the transcript keeps the heard share of the words (all of them
+   * when `full`)
+   */
+  settled: null | { audioEndMs: number; full: boolean };
   /** heard none of it while its response was still generating: delete once the response is done */
   deleteWhenDone: boolean;
   /** ms of it handed to Twilio: an item sent but no longer tracked by playout was heard in full */
@@ -244,6 +251,14 @@ export class CallSession {
   private upstreamOpenedAtMs = Number.NEGATIVE_INFINITY;
   /** a response was owed when the upstream died: ask the new session */
   private responseOwed: ResponseRequest | null = null;
+  /**
+   * The upstream died while a hang-up or transfer only waited for the caller to hear the last
+   * words already sent: no reconnect was started (see onUpstreamClosed), the playback goes on,
+   * and the dead session's items stay only to account for what the caller hears of them.
+   */
+  private upstreamParked = false;
+  /** system notes decided while no session was open: told to the next one, after the re-seed */
+  private readonly notesOwed: string[] = [];
   /** when the caller's last turn ended, until the answer's first audio goes out */
   private turnEndedAtMs: number | null = null;
   private readonly malformedCounts = new Map<string, number>();
@@ -445,6 +460,7 @@ export class CallSession {
     }
     this.checkControl(nowMs, out);
     if (this.ended) return;
+    this.resumeParkedUpstream(nowMs, out);
     this.updateIdle(out);
   }
 
@@ -617,6 +633,7 @@ export class CallSession {
     out.push({ kind: 'send-realtime', event: { type: 'session.update', session: this.sessionConfig() } });
     // Stryker disable next-line ConditionalExpression: re-seeding when not pending only happens on the first open, whose transcript is empty (see reseedPending): nothing is sent
     if (this.reseedPending) this.reseed(out);
+    for (const text of this.notesOwed.splice(0)) this.addSystemNote(text, out);
     if (this.transferFailedOwed !== null) {
       const { to, status } = this.transferFailedOwed;
       this.transferFailedOwed = null;
@@ -698,11 +715,57 @@ export class CallSession {
       this.reconnects += 1;
       this.recovering = true;
       if (nowMs - this.upstreamOpenedAtMs >= HEALTHY_SESSION_MS) this.upstreamAttempt = 0;
+      if (this.controlAwaitsOnlyPlayback()) {
+        this.parkUpstream(out, { closeCode: code, closeReason: reason });
+        return;
+      }
       this.forgetUpstreamState(nowMs, out);
       log(out, 'warn', 'upstream lost: reconnecting', { closeCode: code, closeReason: reason, reconnects: this.reconnects });
     } else {
       log(out, 'warn', 'upstream connection failed', { closeCode: code, closeReason: reason, attempt: this.upstreamAttempt });
     }
+    this.connectUpstream(out);
+  }
+
+  /**
+   * A hang-up or transfer is decided and only waits for the caller to hear the last words, which
+   * are all in Twilio's buffer already (nothing generating or owed, no tool running), or the
+   * transfer is being carried out.
+   */
+  private controlAwaitsOnlyPlayback(): boolean {
+    if (!this.arbiter.quiet || this.responseOwed !== null || this.tools.running > 0) return false;
+    return this.control.pending !== null || this.control.inProgress !== null;
+  }
+
+  /**
+   * The upstream died during the goodbye or the handoff sentence. That sentence is not cut: it is
+   * already in Twilio's buffer, and the control is carried out when its mark comes back (or by
+   * the control timer), exactly as without the loss. No reconnect is started: ending the call
+   * needs no model, and a transfer that goes through needs none either. A new session would be
+   * configured and re-seeded for nothing on nearly every such call, while the rare call that
+   * goes on (a key calls the control off, the redirect is refused) reconnects at that moment,
+   * with the first attempt immediate (resumeParkedUpstream). Nothing is sent upstream meanwhile.
+   */
+  private parkUpstream(out: SessionAction[], fields: Record<string, unknown>): void {
+    this.upstream = 'idle';
+    this.upstreamParked = true;
+    // The dead session's protocol state goes; its items stay until playback stops, to account
+    // for what the caller hears of them (forgetUpstreamState settles them then).
+    this.responseOwed = this.arbiter.reset((id) => this.interruptedResponses.has(id)).owed;
+    this.tools.onUpstreamLost();
+    this.interruptedResponses.clear();
+    this.freshResponses.clear();
+    this.reseedPending = true;
+    log(out, 'warn', 'upstream lost while the last words play: carrying out the call control without a model', { ...fields, reconnects: this.reconnects });
+  }
+
+  /** A parked upstream is needed again once the conversation goes on: the control is off or failed, or a response is wanted. */
+  private resumeParkedUpstream(nowMs: number, out: SessionAction[]): void {
+    if (!this.upstreamParked) return;
+    const controlOpen = this.control.pending !== null || this.control.inProgress !== null;
+    if (controlOpen && this.arbiter.quiet) return;
+    this.forgetUpstreamState(nowMs, out);
+    log(out, 'info', 'the conversation goes on: reconnecting the upstream', {});
     this.connectUpstream(out);
   }
 
@@ -715,17 +778,13 @@ export class CallSession {
   private forgetUpstreamState(nowMs: number, out: SessionAction[]): void {
     const heard = new Map(this.playout.heardItems(nowMs).map((h) => [h.itemId, h]));
     for (const item of this.outputItems.values()) {
-      // Stryker disable next-line ConditionalExpression: an item is settled only when its response was cancelled or had finished, so none of it is sent afterwards: it is either skipped just below (sent) or deleted unheard, whose heard share is already nothing
+      // Stryker disable next-line ConditionalExpression: an item is settled only when its response was cancelled or had finished, so none of it is sent afterwards: it is either heard in full or deleted unheard, whose heard share is already nothing
       if (item.settled !== null) continue;
-      const h = heard.get(item.itemId);
-      // Sent, and no longer tracked by playout: it played to the end and its transcript stands.
-      if (h === undefined && item.sentMs > 0) continue;
-      // Stryker disable next-line ArithmeticOperator: audioEndMs here only feeds recordHeardTranscript, which keeps every word whenever the heard position reaches the produced length, capped or not
-      const producedMs = Math.floor(item.producedBytes / PCM24K_BYTES_PER_MS);
-      item.settled = { audioEndMs: Math.min(Math.floor(h?.heardMs ?? 0), producedMs) };
-      this.recordHeardTranscript(item);
+      const share = heardShare(item, heard.get(item.itemId));
+      this.settle(item, share.full ? 'full' : share.audioEndMs);
     }
     this.outputItems.clear();
+    this.upstreamParked = false;
     if (this.playout.isAudible() && this.streamSid !== null) out.push({ kind: 'send-twilio', message: clearMessage(this.streamSid) });
     this.playout.newGeneration();
     this.outbound.reset();
@@ -814,17 +873,7 @@ export class CallSession {
           return;
         }
         if (ev.item.type === 'message' && ev.item.role === 'assistant' && !this.outputItems.has(ev.item.id)) {
-          this.outputItems.set(ev.item.id, {
-            itemId: ev.item.id,
-            responseId: ev.response_id,
-            contentIndex: 0,
-            producedBytes: 0,
-            audioDone: false,
-            transcript: '',
-            settled: null,
-            deleteWhenDone: false,
-            sentMs: 0,
-          });
+          this.outputItems.set(ev.item.id, this.newOutputItem(ev.item.id, ev.response_id, 0));
         }
         return;
       case 'response.output_audio.delta':
@@ -874,7 +923,13 @@ export class CallSession {
       case 'response.output_audio_transcript.delta': {
         // Kept as it grows: if the upstream dies mid-answer, the words so far are all there is.
         const item = this.outputItems.get(ev.item_id);
-        if (item !== undefined && item.settled === null) item.transcript += ev.delta;
+        if (item === undefined) return;
+        if (item.settled === null) item.transcript += ev.delta;
+        else if (item.settled.full) {
+          // Heard in full before its words caught up: they are all heard.
+          item.transcript += ev.delta;
+          this.recordHeardTranscript(item);
+        }
         return;
       }
       case 'input_audio_buffer.committed':
@@ -1008,32 +1063,42 @@ export class CallSession {
       if (item !== undefined && item.settled !== null && !item.deleteWhenDone) continue;
       out.push({ kind: 'send-realtime', event: { type: 'conversation.item.delete', item_id: itemId } });
       deleted.push(itemId);
-      // Stryker disable next-line ConditionalExpression,BlockStatement: pruneItems of this same response drops the item right after (no item of an interrupted response is still playing: the barge-in cleared them and its later deltas are dropped), so neither field is read again
+      // The model forgets it, and so does the transcript: none of its words were heard.
       if (item !== undefined) {
-        // Stryker disable next-line ObjectLiteral: see above: the item is pruned right after, this is never read
-        item.settled = { audioEndMs: 0 };
-        // Stryker disable next-line BooleanLiteral: see above: the item is pruned right after, this is never read
+        this.settle(item, 0);
+        // Stryker disable next-line BooleanLiteral: pruneItems of this same response drops the item right after, so the flag is never read again
         item.deleteWhenDone = false;
+      } else {
+        this.setTranscript('assistant', itemId, '');
       }
     }
     // Stryker disable next-line ConditionalExpression,EqualityOperator: the branch only logs
     if (deleted.length > 0) log(out, 'info', 'unheard items deleted', { responseId: ev.response.id, deleted });
   }
 
+  /**
+   * An item the server adds to a response we cancelled is never played (its deltas are dropped):
+   * it is settled as unheard from the start, keeps no words, and is deleted with its response.
+   */
+  private newOutputItem(itemId: string, responseId: string, contentIndex: number): OutputItem {
+    const unheard = this.interruptedResponses.has(responseId);
+    return {
+      itemId,
+      responseId,
+      contentIndex,
+      producedBytes: 0,
+      audioDone: false,
+      transcript: '',
+      settled: unheard ? { audioEndMs: 0, full: false } : null,
+      deleteWhenDone: unheard,
+      sentMs: 0,
+    };
+  }
+
   private onAudioDelta(ev: OutputAudioDeltaEvent, nowMs: number, out: SessionAction[]): void {
     let item = this.outputItems.get(ev.item_id);
     if (item === undefined) {
-      item = {
-        itemId: ev.item_id,
-        responseId: ev.response_id,
-        contentIndex: ev.content_index,
-        producedBytes: 0,
-        audioDone: false,
-        transcript: '',
-        settled: null,
-        deleteWhenDone: false,
-        sentMs: 0,
-      };
+      item = this.newOutputItem(ev.item_id, ev.response_id, ev.content_index);
       this.outputItems.set(ev.item_id, item);
     }
     item.contentIndex = ev.content_index;
@@ -1177,23 +1242,33 @@ export class CallSession {
       // Stryker disable next-line ConditionalExpression: an item playout still tracks is never pruned from outputItems (pruneItems keeps playing items; both are reset together on upstream loss)
       if (item !== undefined) candidates.set(h.itemId, item);
     }
-    // Items of the interrupted response that never reached Twilio were heard not at all.
+    // Every item of the interrupted response: those that never reached Twilio were heard not at
+    // all, and those that played to their end (no longer tracked by playout) were heard in full.
     for (const item of this.outputItems.values()) if (this.interruptedResponses.has(item.responseId)) candidates.set(item.itemId, item);
+    // The items of a session lost while the call was ending (parkUpstream) are gone with it:
+    // nothing may reference them upstream; the next session is seeded with the words heard.
+    const itemsLive = this.upstream === 'open';
 
     for (const item of candidates.values()) {
       if (item.settled !== null) continue;
-      const h = heard.get(item.itemId);
-      const fullyHeard = item.audioDone && h !== undefined && h.heardMs >= h.sentMs - 1;
-      if (fullyHeard) continue;
-      const producedMs = Math.floor(item.producedBytes / PCM24K_BYTES_PER_MS);
-      // Never past what the model produced: the API rejects that ("already shorter than").
-      const audioEndMs = Math.min(Math.floor(h?.heardMs ?? 0), producedMs);
+      const share = heardShare(item, heard.get(item.itemId));
+      // Heard to its end: the conversation already matches, and it must stay as it is (its
+      // response's done must not take it for an item added after the cancel).
+      if (share.full) {
+        this.settle(item, 'full');
+        continue;
+      }
+      const { audioEndMs } = share;
+      if (!itemsLive) {
+        this.settle(item, audioEndMs);
+        continue;
+      }
       if (audioEndMs >= 1) {
         out.push({
           kind: 'send-realtime',
           event: { type: 'conversation.item.truncate', item_id: item.itemId, content_index: item.contentIndex, audio_end_ms: audioEndMs },
         });
-        record.truncated.push({ itemId: item.itemId, audioEndMs, sentMs: Math.floor(h?.sentMs ?? 0) });
+        record.truncated.push({ itemId: item.itemId, audioEndMs, sentMs: Math.floor(share.sentMs) });
       } else if (this.interruptedResponses.has(item.responseId)) {
         // Truncating at 0 is rejected for items without audio; deleting an item its response is
         // still generating races the generation. Delete it when the response is done.
@@ -1203,9 +1278,7 @@ export class CallSession {
         out.push({ kind: 'send-realtime', event: { type: 'conversation.item.delete', item_id: item.itemId } });
         record.deleted.push(item.itemId);
       }
-      item.settled = { audioEndMs };
-      // Stryker disable next-line ConditionalExpression,StringLiteral: with an empty transcript recordHeardTranscript keeps no words and removes nothing that exists: the guard only saves work
-      if (item.transcript !== '') this.recordHeardTranscript(item);
+      this.settle(item, audioEndMs);
     }
 
     // Stryker disable next-line ConditionalExpression: an interruption needs caller speech, a key or a verdict, all of which come only after start: streamSid is set
@@ -1235,12 +1308,27 @@ export class CallSession {
    * transcript offers.
    */
   private recordHeardTranscript(item: OutputItem): void {
+    if (item.settled === null) return;
+    if (item.settled.full) {
+      this.setTranscript('assistant', item.itemId, item.transcript);
+      return;
+    }
     const producedMs = item.producedBytes / PCM24K_BYTES_PER_MS;
-    if (item.settled === null || producedMs <= 0) return;
     // Stryker disable next-line Regex: splitting on single whitespace and dropping the empty strings gives the same words
     const words = item.transcript.split(/\s+/).filter((w) => w !== '');
-    const kept = words.slice(0, Math.floor((words.length * item.settled.audioEndMs) / producedMs)).join(' ');
+    // No audio produced: none of it was heard, so none of its words are kept.
+    const heardShareOfAudio = producedMs > 0 ? item.settled.audioEndMs / producedMs : 0;
+    const kept = words.slice(0, Math.floor(words.length * heardShareOfAudio)).join(' ');
     this.setTranscript('assistant', item.itemId, kept);
+  }
+
+  /**
+   * Playback of an item is over as far as the conversation goes: cut at `heard` ms (0: deleted),
+   * or heard in full. Its transcript keeps the heard share of its words from now on.
+   */
+  private settle(item: OutputItem, heard: number | 'full'): void {
+    item.settled = heard === 'full' ? { audioEndMs: Math.floor(item.producedBytes / PCM24K_BYTES_PER_MS), full: true } : { audioEndMs: heard, full: false };
+    this.recordHeardTranscript(item);
   }
 
   private setTranscript(role: TranscriptEntry['role'], itemId: string, text: string): void {
@@ -1374,7 +1462,12 @@ export class CallSession {
 
   /** A system message: keeps the model's picture of the call true when the bridge changed course. */
   private addSystemNote(text: string, out: SessionAction[]): void {
-    if (this.upstream !== 'open') return;
+    if (this.upstream !== 'open') {
+      // Nothing is sent to a dead connection; the next session is told after its re-seed.
+      this.notesOwed.push(text);
+      if (this.notesOwed.length > MAX_OWED_NOTES) this.notesOwed.shift();
+      return;
+    }
     out.push({
       kind: 'send-realtime',
       event: { type: 'conversation.item.create', item: { type: 'message', role: 'system', content: [{ type: 'input_text', text }] } },
@@ -1442,7 +1535,8 @@ export class CallSession {
     if (this.control.pending === null) return;
     const step = this.control.check(
       {
-        responsesQuiet: this.arbiter.quiet,
+        // A response owed to the next session (the goodbye cut by a lost upstream) is not quiet.
+        responsesQuiet: this.arbiter.quiet && this.responseOwed === null,
         toolsIdle: this.tools.running === 0,
         allHeard: !this.playout.isAudible(),
         unheardMs: this.playout.sentMs - this.playout.playedMs(nowMs),
@@ -1581,6 +1675,22 @@ export class CallSession {
     });
     out.push({ kind: 'end-call', reason, closeCode: CLOSE_CODE_BY_REASON[reason] });
   }
+}
+
+/**
+ * What the caller heard of an item, and where the conversation must cut it. Playout tracks this
+ * generation's items still playing; an item that was sent and is no longer tracked played to its
+ * end (PlayoutTracker drops an item once all of it was acknowledged and another one followed).
+ */
+function heardShare(item: OutputItem, h: HeardItem | undefined): { audioEndMs: number; sentMs: number; full: boolean } {
+  if (h === undefined) return { audioEndMs: 0, sentMs: 0, full: item.sentMs > 0 };
+  const producedMs = Math.floor(item.producedBytes / PCM24K_BYTES_PER_MS);
+  return {
+    // Never past what the model produced: the API rejects that ("already shorter than").
+    audioEndMs: Math.min(Math.floor(h.heardMs), producedMs),
+    sentMs: h.sentMs,
+    full: item.audioDone && h.heardMs >= h.sentMs - 1,
+  };
 }
 
 function log(out: SessionAction[], level: LogLevel, msg: string, fields: Record<string, unknown>): void {

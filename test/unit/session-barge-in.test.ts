@@ -119,6 +119,40 @@ describe('barge-in', () => {
     expect(ofType(h.toRealtime(again), 'conversation.item.delete')).toEqual([]);
   });
 
+  it('an earlier item of the cut response that was heard in full stays when the response is done; only the item being heard is cut', () => {
+    const h = SessionHarness.answering(defaultAgentConfig({ greeting: null }));
+    h.delta('resp_1', 'item_a', 200);
+    h.audioDone('resp_1', 'item_a');
+    h.realtime({ type: 'response.output_audio_transcript.done', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 0, transcript: 'first sentence heard' });
+    h.itemAdded('resp_1', 'item_b');
+    h.delta('resp_1', 'item_b', 1000);
+    h.advance(500); // item_a played to its end (its last mark came back), item_b is 300 ms in
+    h.speechStarted();
+    const before = h.mark();
+    h.responseDone('resp_1', 'cancelled');
+    expect(ofType(h.toRealtime(before), 'conversation.item.delete')).toEqual([]);
+    const [record] = h.session.interruptions;
+    expect(record?.deleted).toEqual([]);
+    expect(record?.truncated.map((t) => t.itemId)).toEqual(['item_b']);
+    expect(record?.truncated[0]?.audioEndMs).toBeGreaterThanOrEqual(290);
+    expect(record?.truncated[0]?.audioEndMs).toBeLessThanOrEqual(300);
+    expect(h.session.transcript).toEqual([{ role: 'assistant', itemId: 'item_a', text: 'first sentence heard' }]);
+  });
+
+  it('an item heard in full while its response still generated stays when the cut response is done', () => {
+    const h = SessionHarness.answering(defaultAgentConfig({ greeting: null }));
+    h.delta('resp_1', 'item_a', 200);
+    h.audioDone('resp_1', 'item_a');
+    h.advance(400); // all of item_a heard; resp_1 is still generating (e.g. a function call)
+    h.speechStarted();
+    expect(ofType(h.toRealtime(), 'response.cancel')).toEqual([{ type: 'response.cancel', response_id: 'resp_1' }]);
+    const before = h.mark();
+    h.responseDone('resp_1', 'cancelled');
+    expect(ofType(h.toRealtime(before), 'conversation.item.delete')).toEqual([]);
+    expect(h.session.interruptions[0]?.deleted).toEqual([]);
+    expect(h.session.interruptions[0]?.truncated).toEqual([]);
+  });
+
   it('a truncated item is not deleted when its cancelled response is done', () => {
     const h = SessionHarness.answering(defaultAgentConfig({ greeting: null }));
     h.delta('resp_1', 'item_a', 500);
@@ -199,5 +233,37 @@ describe('words the caller never heard', () => {
     h.realtime({ type: 'response.output_audio_transcript.done', response_id: 'resp_1', item_id: 'item_late', output_index: 1, content_index: 0, transcript: 'words never heard' });
     h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
     expect(h.session.transcript.map((t) => t.text)).not.toContain('words never heard');
+  });
+
+  it('an item the server added after the cancel loses its words with it when the response is done, and they are never re-seeded', () => {
+    const h = SessionHarness.answering(defaultAgentConfig({ greeting: null }));
+    h.delta('resp_1', 'item_a', 500);
+    h.advance(100);
+    h.speechStarted(); // resp_1 cancelled
+    h.itemAdded('resp_1', 'item_late');
+    h.delta('resp_1', 'item_late', 300); // dropped: its response was cancelled
+    h.realtime({ type: 'response.output_audio_transcript.done', response_id: 'resp_1', item_id: 'item_late', output_index: 1, content_index: 0, transcript: 'words never heard' });
+    expect(h.session.transcript.map((t) => t.text)).not.toContain('words never heard');
+    const before = h.mark();
+    h.responseDone('resp_1', 'cancelled');
+    expect(h.toRealtime(before)).toContainEqual({ type: 'conversation.item.delete', item_id: 'item_late' });
+    expect(h.session.transcript.map((t) => t.text)).not.toContain('words never heard');
+    h.advance(6000);
+    h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
+    const reopened = h.mark();
+    h.feed({ kind: 'upstream-open' });
+    expect(JSON.stringify(h.toRealtime(reopened))).not.toContain('words never heard');
+  });
+
+  it('an item cut before any of its audio arrived keeps none of the transcript that came first', () => {
+    const h = SessionHarness.answering(defaultAgentConfig({ greeting: null }));
+    h.realtime({ type: 'response.output_audio_transcript.done', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 0, transcript: 'early words' });
+    h.speechStarted(); // resp_1 cancelled; nothing of item_a was produced, let alone heard
+    expect(h.session.transcript).toEqual([]);
+    h.responseDone('resp_1', 'cancelled');
+    h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
+    const reopened = h.mark();
+    h.feed({ kind: 'upstream-open' });
+    expect(JSON.stringify(h.toRealtime(reopened))).not.toContain('early words');
   });
 });

@@ -349,6 +349,144 @@ describe('idle check-ins run only when nobody is waiting for anything', () => {
   });
 });
 
+describe('the upstream lost while the last words play', () => {
+  /** end_call (or transfer_call) decided, then `ms` of goodbye (or handoff) sent to Twilio in full. */
+  function lastWordsPlaying(tool: 'end_call' | 'transfer_call', ms = 1000): SessionHarness {
+    const h = configured();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.functionCall('resp_1', 'item_fc', 'call_1', tool, '{}');
+    h.responseDone('resp_1');
+    h.responseCreated('resp_2');
+    h.itemAdded('resp_2', 'item_last');
+    for (let sent = 0; sent < ms; sent += 100) h.delta('resp_2', 'item_last', 100);
+    h.realtime({ type: 'response.output_audio_transcript.done', response_id: 'resp_2', item_id: 'item_last', output_index: 0, content_index: 0, transcript: 'one two three four five six seven eight nine ten' });
+    h.audioDone('resp_2', 'item_last');
+    h.responseDone('resp_2');
+    return h;
+  }
+
+  function lose(h: SessionHarness): void {
+    h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
+  }
+
+  it('the goodbye already sent plays to its end and the call is hung up when its mark comes back, without a reconnect', () => {
+    const h = lastWordsPlaying('end_call');
+    h.advance(300);
+    const before = h.mark();
+    lose(h);
+    expect(h.toTwilio(before)).toEqual([]); // no clear: the rest of the goodbye stays in Twilio's buffer
+    expect(h.session.isEnded).toBe(false);
+    expect(h.actionsOf('hangup-call')).toEqual([]);
+    h.advance(650);
+    expect(h.session.isEnded).toBe(false);
+    h.advance(100);
+    expect(h.heardMs).toBeGreaterThanOrEqual(1000);
+    expect(h.actionsOf('hangup-call')).toEqual([{ kind: 'hangup-call', callSid: CALL_SID }]);
+    expect(h.session.endReason).toBe('agent-ended');
+    expect(h.actionsOf('connect-upstream', before)).toEqual([]);
+    expect(h.toRealtime(before)).toEqual([]);
+    expect(h.session.transcript.map((t) => t.text)).toEqual(['one two three four five six seven eight nine ten']);
+  });
+
+  it('a goodbye whose mark never comes back is ended by the control timer, after the audio still unheard and a grace', () => {
+    const h = configured();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.functionCall('resp_1', 'item_fc', 'call_1', 'end_call', '{}');
+    h.responseDone('resp_1');
+    h.twilioEchoesMarks = false;
+    speak(h, 'resp_2', 'item_bye', 1000);
+    h.advance(300);
+    const before = h.mark();
+    lose(h);
+    expect(h.session.isEnded).toBe(false);
+    h.advance(700 + CONTROL_MARK_GRACE_MS - 20);
+    expect(h.session.isEnded).toBe(false);
+    h.advance(40);
+    expect(h.session.endReason).toBe('agent-ended');
+    expect(h.actionsOf('connect-upstream', before)).toEqual([]);
+    expect(h.toTwilio(before).map((m) => m.event)).toEqual([]);
+  });
+
+  it('the handoff sentence plays to its end before the redirect; a refused redirect reconnects, and the new session hears the words and the note, then answers', () => {
+    const h = lastWordsPlaying('transfer_call');
+    h.advance(300);
+    const before = h.mark();
+    lose(h);
+    expect(h.toTwilio(before)).toEqual([]);
+    expect(h.actionsOf('transfer-call')).toEqual([]);
+    h.advance(800);
+    expect(h.heardMs).toBeGreaterThanOrEqual(1000);
+    expect(h.actionsOf('transfer-call')).toEqual([{ kind: 'transfer-call', callSid: CALL_SID, to: '+15550001111' }]);
+    expect(h.actionsOf('connect-upstream', before)).toEqual([]);
+    expect(h.toRealtime(before)).toEqual([]);
+    h.feed({ kind: 'transfer-result', ok: false, detail: 'HTTP 400' });
+    expect(h.toRealtime(before)).toEqual([]); // nothing sent to a dead connection
+    expect(h.actionsOf('connect-upstream', before)).toHaveLength(1);
+    const reopened = h.mark();
+    h.feed({ kind: 'upstream-open' });
+    const texts = h.toRealtime(reopened).flatMap((e) => (e.type === 'conversation.item.create' && e.item.type === 'message' ? [partText(e.item.content[0])] : []));
+    expect(texts[0]).toBe('one two three four five six seven eight nine ten');
+    expect(systemNotes(h, reopened)).toHaveLength(1);
+    expect(systemNotes(h, reopened)[0]).toContain('HTTP 400');
+    expect(h.creates(reopened).map((c) => c.purpose)).toEqual(['transfer-failed']);
+  });
+
+  it('a redirect that goes through needs no new session: the stream closing ends the call as transferred', () => {
+    const h = lastWordsPlaying('transfer_call');
+    h.advance(300);
+    const before = h.mark();
+    lose(h);
+    h.advance(800);
+    h.feed({ kind: 'transfer-result', ok: true, detail: 'redirected' });
+    h.feed({ kind: 'twilio-closed', code: 1000 });
+    expect(h.session.endReason).toBe('transferred');
+    expect(h.actionsOf('connect-upstream', before)).toEqual([]);
+  });
+
+  it('a key that calls the goodbye off stops it there; the conversation goes on on a new session, seeded with the words heard', () => {
+    const h = lastWordsPlaying('end_call');
+    h.advance(300);
+    const before = h.mark();
+    lose(h);
+    h.advance(200); // half of the goodbye heard
+    h.dtmf('1');
+    expect(h.toTwilio(before).map((m) => m.event)).toEqual(['clear']);
+    expect(h.toRealtime(before)).toEqual([]); // nothing sent to a dead connection
+    expect(h.actionsOf('connect-upstream', before)).toHaveLength(1);
+    h.advance(3000);
+    expect(h.session.isEnded).toBe(false);
+    const reopened = h.mark();
+    h.feed({ kind: 'upstream-open' });
+    const texts = h.toRealtime(reopened).flatMap((e) => (e.type === 'conversation.item.create' && e.item.type === 'message' && e.item.role === 'assistant' ? [partText(e.item.content[0])] : []));
+    expect(texts).toEqual(['one two three four five']);
+  });
+
+  it('a goodbye still being generated when the upstream dies is not taken as heard: it is asked for again on the new session', () => {
+    const h = configured();
+    h.speechStopped();
+    h.responseCreated('resp_1');
+    h.functionCall('resp_1', 'item_fc', 'call_1', 'end_call', '{}');
+    h.responseDone('resp_1');
+    h.responseCreated('resp_2');
+    h.itemAdded('resp_2', 'item_bye');
+    h.delta('resp_2', 'item_bye', 200);
+    h.advance(100);
+    const before = h.mark();
+    lose(h);
+    h.advance(500);
+    expect(h.session.isEnded).toBe(false);
+    expect(h.actionsOf('connect-upstream', before)).toHaveLength(1);
+    const reopened = h.mark();
+    h.feed({ kind: 'upstream-open' });
+    expect(h.creates(reopened).map((c) => c.purpose)).toEqual(['tool-output']);
+    speak(h, 'resp_3', 'item_bye2', 300);
+    h.advance(400);
+    expect(h.session.endReason).toBe('agent-ended');
+  });
+});
+
 describe('system notes', () => {
   it('are not sent while no upstream session is open', () => {
     const h = configured();
