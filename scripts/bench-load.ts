@@ -264,11 +264,11 @@ async function findCapacity(a: Args): Promise<void> {
       `marginal cost per call over the passing steps (least-squares slope of bridge CPU and RSS against calls): ${fmt(cpuSlope, 2)} millicores, ${fmt(rssSlope, 2)} MiB`,
     );
   }
-  const last = done.find((r) => r.opts.calls === lastPass);
+  const last = done.find((r) => r.opts.calls === lastPass && r.pass);
   if (last !== undefined) {
     lines.push(
       `at ${lastPass} calls: barge-in p99 ${fmt(last.reaction.p99, 2)} ms, bridge ${fmt((last.bridge.cores * 1000) / last.opts.calls, 1)} millicores and ` +
-        `${fmt((last.bridge.rss1KiB - last.bridge.idleRssKiB) / 1024 / last.opts.calls, 2)} MiB per call`,
+        `${fmt(last.bridge.rampRssPerCallMiB, 2)} MiB per call (RSS slope over the ramp)`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
