@@ -87,6 +87,22 @@ export class SessionHarness {
     return h;
   }
 
+  /** A started call whose upstream session is configured. */
+  static configured(config: AgentConfig): SessionHarness {
+    const h = new SessionHarness(config);
+    h.startCall();
+    h.sessionUpdated();
+    return h;
+  }
+
+  /** Response `id` speaks item `itemId` of `ms` in 100 ms deltas, to its audio.done; the response stays open. */
+  speak(responseId: string, itemId: string, ms: number): void {
+    this.responseCreated(responseId);
+    this.itemAdded(responseId, itemId);
+    for (let sent = 0; sent < ms; sent += 100) this.delta(responseId, itemId, Math.min(100, ms - sent));
+    this.audioDone(responseId, itemId);
+  }
+
   /** Twilio's `start` message; fields can be overridden to build broken ones. */
   static startMessage(start: Partial<TwilioStart['start']> = {}): TwilioStart {
     const full: TwilioStart['start'] = {

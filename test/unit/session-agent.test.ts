@@ -25,21 +25,9 @@ function agent(overrides: Partial<AgentConfig> = {}): AgentConfig {
   });
 }
 
-/** A started call whose upstream session is configured. */
-function configured(config: AgentConfig = agent()): SessionHarness {
-  const h = new SessionHarness(config);
-  h.startCall();
-  h.sessionUpdated();
-  return h;
-}
+const configured = (config: AgentConfig = agent()): SessionHarness => SessionHarness.configured(config);
 
-/** Feeds a whole audio response `id` with item `itemId` of `ms` and completes it. */
-function speak(h: SessionHarness, id: string, itemId: string, ms: number): void {
-  h.responseCreated(id);
-  h.itemAdded(id, itemId);
-  for (let sent = 0; sent < ms; sent += 100) h.delta(id, itemId, Math.min(100, ms - sent));
-  h.audioDone(id, itemId);
-}
+const speak = (h: SessionHarness, id: string, itemId: string, ms: number): void => h.speak(id, itemId, ms);
 
 function realtimeErrors(h: SessionHarness): number {
   return h.actionsOf('log').filter((a) => a.msg === 'realtime error').length;

@@ -28,18 +28,10 @@ function agent(overrides: Partial<AgentConfig> = {}): AgentConfig {
   });
 }
 
-function configured(config: AgentConfig = agent()): SessionHarness {
-  const h = new SessionHarness(config);
-  h.startCall();
-  h.sessionUpdated();
-  return h;
-}
+const configured = (config: AgentConfig = agent()): SessionHarness => SessionHarness.configured(config);
 
 function speak(h: SessionHarness, id: string, itemId: string, ms: number): void {
-  h.responseCreated(id);
-  h.itemAdded(id, itemId);
-  for (let sent = 0; sent < ms; sent += 100) h.delta(id, itemId, Math.min(100, ms - sent));
-  h.audioDone(id, itemId);
+  h.speak(id, itemId, ms);
   h.responseDone(id);
 }
 
