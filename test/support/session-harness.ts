@@ -6,7 +6,7 @@
  * the session on the next `advance`.
  */
 import { parseAgentConfig, DEFAULT_CONFIG_PATH } from '../../src/config.js';
-import type { AgentConfig } from '../../src/config.js';
+import type { AgentConfig, HttpTool } from '../../src/config.js';
 import { CallSession } from '../../src/call/session.js';
 import type { SessionAction, SessionDeps, SessionInput, TimerName } from '../../src/call/session.js';
 import type { RealtimeClientEvent, RealtimeServerEvent } from '../../src/realtime/events.js';
@@ -40,6 +40,16 @@ export function pcm24kBase64(ms: number, amplitude = 3000): string {
   for (let i = 0; i < samples; i++) buf.writeInt16LE(Math.round(amplitude * Math.sin((2 * Math.PI * 440 * i) / 24000)), i * 2);
   return buf.toString('base64');
 }
+
+/** An http tool for the session tests: the session never calls it (the shell does), so the URL is never reached. */
+export const LOOKUP_TOOL: HttpTool = {
+  type: 'http',
+  name: 'lookup_order',
+  description: 'Look up an order',
+  parameters: { type: 'object', properties: { order: { type: 'string' } } },
+  url: 'http://127.0.0.1:1/lookup',
+  timeoutMs: 5000,
+};
 
 export class SessionHarness {
   now = 0;

@@ -4,16 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { AgentConfig, HttpTool } from '../../src/config.js';
-import { CALL_SID, SessionHarness, defaultAgentConfig } from '../support/session-harness.js';
+import { CALL_SID, SessionHarness, defaultAgentConfig, LOOKUP_TOOL } from '../support/session-harness.js';
 
-const LOOKUP: HttpTool = {
-  type: 'http',
-  name: 'lookup_order',
-  description: 'Look up an order',
-  parameters: { type: 'object', properties: { order: { type: 'string' } } },
-  url: 'http://127.0.0.1:1/lookup',
-  timeoutMs: 5000,
-};
+const LOOKUP: HttpTool = LOOKUP_TOOL;
 
 function agent(overrides: Partial<AgentConfig> = {}): AgentConfig {
   return defaultAgentConfig({

@@ -6,16 +6,9 @@ import { describe, expect, it } from 'vitest';
 import type { AgentConfig, HttpTool } from '../../src/config.js';
 import type { SessionAction } from '../../src/call/session.js';
 import { CONTROL_MARK_GRACE_MS } from '../../src/call/call-control.js';
-import { CALL_SID, STREAM_SID, SessionHarness, defaultAgentConfig } from '../support/session-harness.js';
+import { CALL_SID, STREAM_SID, SessionHarness, defaultAgentConfig, LOOKUP_TOOL } from '../support/session-harness.js';
 
-const LOOKUP: HttpTool = {
-  type: 'http',
-  name: 'lookup_order',
-  description: 'Look up an order',
-  parameters: { type: 'object', properties: {} },
-  url: 'http://127.0.0.1:1/lookup',
-  timeoutMs: 5000,
-};
+const LOOKUP: HttpTool = LOOKUP_TOOL;
 const TRACK: HttpTool = { ...LOOKUP, name: 'track_parcel', url: 'http://127.0.0.1:1/track' };
 
 function agent(overrides: Partial<AgentConfig> = {}): AgentConfig {

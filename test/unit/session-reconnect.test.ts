@@ -6,18 +6,11 @@ import { describe, expect, it } from 'vitest';
 import type { AgentConfig, HttpTool } from '../../src/config.js';
 import type { SessionAction } from '../../src/call/session.js';
 import { MAX_RESEED_ENTRIES } from '../../src/call/session.js';
-import { SessionHarness, defaultAgentConfig } from '../support/session-harness.js';
+import { SessionHarness, defaultAgentConfig, LOOKUP_TOOL } from '../support/session-harness.js';
 
 const SILENCE_20MS_MULAW = Buffer.alloc(160, 0xff).toString('base64');
 
-const LOOKUP: HttpTool = {
-  type: 'http',
-  name: 'lookup_order',
-  description: 'Look up an order',
-  parameters: { type: 'object', properties: {} },
-  url: 'http://127.0.0.1:1/lookup',
-  timeoutMs: 5000,
-};
+const LOOKUP: HttpTool = LOOKUP_TOOL;
 
 function plain(overrides: Partial<AgentConfig> = {}): AgentConfig {
   return defaultAgentConfig({ greeting: null, idle: null, ...overrides });
