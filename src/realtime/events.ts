@@ -409,15 +409,10 @@ const KNOWN = new Set<string>([
 
 /** Parse one text frame from the Realtime server. Never throws. */
 export function parseServerEvent(text: string): RealtimeParseResult {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    return { ok: false, error: 'not valid JSON' };
-  }
-  if (!isJsonObject(raw)) return { ok: false, error: 'not a JSON object' };
-  const type = raw['type'];
-  if (typeof type !== 'string') return { ok: false, error: 'missing "type"' };
+  const envelope = parseEventEnvelope(text);
+  if (!envelope.ok) return envelope;
+  const raw = envelope.event;
+  const type = raw.type;
   if (!KNOWN.has(type)) return { ok: true, event: { type: 'other', originalType: type } };
   const required = REQUIRED[type as RealtimeServerEventType] ?? [];
   for (const [field, kind] of required) {
@@ -443,8 +438,8 @@ export function parseServerEvent(text: string): RealtimeParseResult {
   return { ok: true, event: raw as unknown as RealtimeServerEvent };
 }
 
-/** Parse one text frame a client sent (used by the local/strict server). Never throws. */
-export function parseClientEventEnvelope(text: string): { ok: true; event: Json & { type: string } } | { ok: false; error: string } {
+/** Parse one text frame into a JSON object with a string `type`, either direction. Never throws. */
+export function parseEventEnvelope(text: string): { ok: true; event: Json & { type: string } } | { ok: false; error: string } {
   let raw: unknown;
   try {
     raw = JSON.parse(text);

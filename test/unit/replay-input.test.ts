@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mulawDecode } from '../../src/audio/g711.js';
 import { writeWavMulaw, writeWavPcm16 } from '../../src/tooling/audio/wav.js';
 import { loadReplayInput, ReplayInputError } from '../../src/tooling/replay/input.js';
+import { startFrame } from '../support/twilio-frames.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cb-replay-input-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -16,19 +17,7 @@ function file(name: string, content: string | Uint8Array): string {
 }
 
 const HEADER = { kind: 'header', format: 'callbridge.capture/1', stream: 'twilio', callSid: 'CA1', streamSid: 'MZ1', startedAt: '2026-01-01T00:00:00.000Z' };
-const START = {
-  event: 'start',
-  sequenceNumber: '1',
-  streamSid: 'MZ1',
-  start: {
-    streamSid: 'MZ1',
-    accountSid: 'AC1',
-    callSid: 'CA1',
-    tracks: ['inbound'],
-    customParameters: { callToken: 'abc' },
-    mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
-  },
-};
+const START = startFrame('abc');
 const media = (timestampMs: number, byte: number, bytes = 160) => ({
   event: 'media',
   sequenceNumber: '2',

@@ -2,20 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { parseTwilioMessage } from '../../src/twilio/messages.js';
 import { connectStreamTwiml, streamUrlFrom } from '../../src/twilio/twiml.js';
 import { authHeaders } from '../../src/realtime/connection.js';
+import { startFrame } from '../support/twilio-frames.js';
 
-const START = {
-  event: 'start',
-  sequenceNumber: '1',
-  streamSid: 'MZ1',
-  start: {
-    streamSid: 'MZ1',
-    accountSid: 'AC1',
-    callSid: 'CA1',
-    tracks: ['inbound'],
-    customParameters: { callToken: 'tok' },
-    mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
-  },
-};
+const START = startFrame();
 
 describe('Twilio message parsing', () => {
   it('parses the real message shapes', () => {

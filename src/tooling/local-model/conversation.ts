@@ -29,7 +29,7 @@ import type {
 } from '../../realtime/events.js';
 import { alawDecode, alawEncode, mulawDecode, mulawEncode } from '../../audio/g711.js';
 import { Downsampler3x, Upsampler3x } from '../../audio/resampler.js';
-import { parseClientEventEnvelope } from '../../realtime/events.js';
+import { parseEventEnvelope } from '../../realtime/events.js';
 import { EnergyVad, type VadConfig, type VadEvent } from './vad.js';
 import { isJsonObject } from '../../util/json.js';
 import type { JsonObject } from '../../util/json.js';
@@ -1097,7 +1097,7 @@ export class Conversation {
   }
 
   handleText(text: string): Outcome {
-    const parsed = parseClientEventEnvelope(text);
+    const parsed = parseEventEnvelope(text);
     if (!parsed.ok) {
       if (parsed.error === 'missing "type"') return this.fail(missing('type'), null);
       return this.fail(new ClientError('invalid_json', `The client event could not be parsed: ${parsed.error}.`), null);

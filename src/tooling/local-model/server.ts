@@ -16,7 +16,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { ErrorEvent } from '../../realtime/events.js';
-import { parseClientEventEnvelope } from '../../realtime/events.js';
+import { parseEventEnvelope } from '../../realtime/events.js';
 import {
   Conversation,
   IdSource,
@@ -300,7 +300,7 @@ class Connection {
         : Buffer.isBuffer(data)
           ? data.toString('utf8')
           : Buffer.from(data).toString('utf8');
-      const parsed = parseClientEventEnvelope(text);
+      const parsed = parseEventEnvelope(text);
       if (parsed.ok) {
         this.received(parsed.event, hrtime);
         this.deliver(this.conversation.handle(parsed.event));
