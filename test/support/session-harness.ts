@@ -105,11 +105,11 @@ export class SessionHarness {
     return h;
   }
 
-  /** Response `id` speaks item `itemId` of `ms` in 100 ms deltas, to its audio.done; the response stays open. */
-  speak(responseId: string, itemId: string, ms: number): void {
+  /** Response `id` speaks item `itemId` of `ms` in `chunkMs` deltas, to its audio.done; the response stays open. */
+  speak(responseId: string, itemId: string, ms: number, chunkMs = 100): void {
     this.responseCreated(responseId);
     this.itemAdded(responseId, itemId);
-    for (let sent = 0; sent < ms; sent += 100) this.delta(responseId, itemId, Math.min(100, ms - sent));
+    for (let sent = 0; sent < ms; sent += chunkMs) this.delta(responseId, itemId, Math.min(chunkMs, ms - sent));
     this.audioDone(responseId, itemId);
   }
 
@@ -218,10 +218,7 @@ export class SessionHarness {
 
   /** A whole response: created, item, `ms` of audio in `chunkMs` deltas, done. */
   fullResponse(responseId: string, itemId: string, ms: number, chunkMs = 100): void {
-    this.responseCreated(responseId);
-    this.itemAdded(responseId, itemId);
-    for (let sent = 0; sent < ms; sent += chunkMs) this.delta(responseId, itemId, Math.min(chunkMs, ms - sent));
-    this.audioDone(responseId, itemId);
+    this.speak(responseId, itemId, ms, chunkMs);
     this.responseDone(responseId);
   }
 

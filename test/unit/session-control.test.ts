@@ -23,10 +23,7 @@ function agent(overrides: Partial<AgentConfig> = {}): AgentConfig {
 
 const configured = (config: AgentConfig = agent()): SessionHarness => SessionHarness.configured(config);
 
-function speak(h: SessionHarness, id: string, itemId: string, ms: number): void {
-  h.speak(id, itemId, ms);
-  h.responseDone(id);
-}
+const speak = (h: SessionHarness, id: string, itemId: string, ms: number): void => h.fullResponse(id, itemId, ms);
 
 function toolMetrics(h: SessionHarness): unknown[] {
   return h.actionsOf('metric').flatMap((m) => (m.event.name === 'tool-call' ? [m.event] : []));
