@@ -9,7 +9,7 @@ import { parseAgentConfig, DEFAULT_CONFIG_PATH } from '../../src/config.js';
 import type { AgentConfig, HttpTool } from '../../src/config.js';
 import { CallSession } from '../../src/call/session.js';
 import type { SessionAction, SessionDeps, SessionInput, TimerName } from '../../src/call/session.js';
-import type { RealtimeClientEvent, RealtimeServerEvent } from '../../src/realtime/events.js';
+import type { ConversationItem, RealtimeClientEvent, RealtimeServerEvent } from '../../src/realtime/events.js';
 import type { TwilioOutbound, TwilioStart } from '../../src/twilio/messages.js';
 import { TwilioPlayback, type PlaybackEcho } from '../../src/tooling/twilio-playback.js';
 import { readFileSync } from 'node:fs';
@@ -212,8 +212,9 @@ export class SessionHarness {
     return this.realtime({ type: 'response.output_audio.done', response_id: responseId, item_id: itemId, output_index: 0, content_index: 0 });
   }
 
-  responseDone(id: string, status: 'completed' | 'cancelled' = 'completed'): SessionAction[] {
-    return this.realtime({ type: 'response.done', response: { id, object: 'realtime.response', status, output: [] } });
+  /** `response.done` of `id`, listing `output` (the items the server says the response made). */
+  responseDone(id: string, status: 'completed' | 'cancelled' = 'completed', output: ConversationItem[] = []): SessionAction[] {
+    return this.realtime({ type: 'response.done', response: { id, object: 'realtime.response', status, output } });
   }
 
   /** A whole response: created, item, `ms` of audio in `chunkMs` deltas, done. */

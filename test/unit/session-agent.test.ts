@@ -165,15 +165,7 @@ describe('tools', () => {
     h.responseCreated('resp_1');
     h.speechStarted();
     h.functionCall('resp_1', 'item_fc', 'call_1', 'lookup_order', '{"order":"4', 'incomplete');
-    h.realtime({
-      type: 'response.done',
-      response: {
-        id: 'resp_1',
-        object: 'realtime.response',
-        status: 'cancelled',
-        output: [{ id: 'item_fc', type: 'function_call', call_id: 'call_1', name: 'lookup_order', arguments: '{"order":"4', status: 'incomplete' }],
-      },
-    });
+    h.responseDone('resp_1', 'cancelled', [{ id: 'item_fc', type: 'function_call', call_id: 'call_1', name: 'lookup_order', arguments: '{"order":"4', status: 'incomplete' }]);
     expect(h.actionsOf('run-tool')).toEqual([]);
     const sent = h.toRealtime();
     expect(sent.some((e) => e.type === 'conversation.item.create' && e.item.type === 'function_call_output')).toBe(false);

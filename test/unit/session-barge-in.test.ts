@@ -97,18 +97,10 @@ describe('barge-in', () => {
     h.speechStarted(); // nothing of item_a was produced or heard
     expect(ofType(h.toRealtime(), 'conversation.item.delete')).toEqual([]);
     const before = h.mark();
-    h.realtime({
-      type: 'response.done',
-      response: {
-        id: 'resp_1',
-        object: 'realtime.response',
-        status: 'cancelled',
-        output: [
-          { id: 'item_a', type: 'message', role: 'assistant', status: 'incomplete', content: [] },
-          { id: 'item_late', type: 'message', role: 'assistant', status: 'incomplete', content: [] },
-        ],
-      },
-    });
+    h.responseDone('resp_1', 'cancelled', [
+      { id: 'item_a', type: 'message', role: 'assistant', status: 'incomplete', content: [] },
+      { id: 'item_late', type: 'message', role: 'assistant', status: 'incomplete', content: [] },
+    ]);
     expect(ofType(h.toRealtime(before), 'conversation.item.delete')).toEqual([
       { type: 'conversation.item.delete', item_id: 'item_a' },
       { type: 'conversation.item.delete', item_id: 'item_late' },
