@@ -135,6 +135,11 @@ export interface ConfigureVoiceWebhookResult {
   voiceUrl: string;
 }
 
+/** The number cannot be pointed at the service as it stands: no Twilio error code, the owner has to act. */
+function numberNotConfigurable(message: string): TwilioApiError {
+  return new TwilioApiError(message, null, null);
+}
+
 /** Points the account's number `phoneNumber` (E.164) at `voiceUrl`, fetched with POST. */
 export async function configureVoiceWebhook(
   client: TwilioClient,
@@ -150,29 +155,23 @@ export async function configureVoiceWebhook(
   // The PhoneNumber filter matches partial numbers too (+1555123456 finds +15551234567).
   const number = candidates.find((n) => n.phoneNumber === phoneNumber);
   if (number === undefined) {
-    throw new TwilioApiError(
+    throw numberNotConfigurable(
       `phone number ${phoneNumber} is not on Twilio account ${account} (no IncomingPhoneNumber matches it exactly); ` +
         'check the number and that TWILIO_ACCOUNT_SID is the account (or subaccount) that owns it',
-      null,
-      null,
     );
   }
   // Twilio ignores voice_url while a trunk or a TwiML app handles the number: updating the URL
   // would "succeed" and calls would still not reach us. Detaching them is the owner's decision.
   if (number.trunkSid) {
-    throw new TwilioApiError(
+    throw numberNotConfigurable(
       `phone number ${phoneNumber} (${number.sid}) is routed through SIP trunk ${number.trunkSid}, so Twilio ignores its voice URL; ` +
         'remove it from the trunk first',
-      null,
-      null,
     );
   }
   if (number.voiceApplicationSid) {
-    throw new TwilioApiError(
+    throw numberNotConfigurable(
       `phone number ${phoneNumber} (${number.sid}) is handled by TwiML app ${number.voiceApplicationSid}, so Twilio ignores its voice URL; ` +
         "set the app's voice URL instead, or detach the app from the number first",
-      null,
-      null,
     );
   }
 
