@@ -183,6 +183,43 @@ describe('phone agent on real sockets', () => {
     expect(metrics).toContain('callbridge_tool_calls_total{kind="end_call",outcome="ok"} 1');
   });
 
+  it('the upstream lost while the goodbye plays: the goodbye is heard to its end, then the hang-up, and no new session is opened', async () => {
+    const { rig: r, rest } = await agentRig('end_call');
+    const { parameters } = await signedCallback(r, '/incoming-call', { CallSid: CALL_SID, AccountSid: ACCOUNT_SID, From: FROM, To: TO });
+    const caller = callerFor(r, parameters, [QUESTION, YES]);
+    await caller.start();
+    // The goodbye is generated (4x real time) and its response done, but most of it is still in
+    // Twilio's buffer: the model's connection dies now.
+    const goodbyeDone = (): boolean => {
+      const sent = r.fake.sent.filter((e) => e.connectionId === 1).map((e) => e.event as unknown as Record<string, unknown>);
+      const said = sent.findIndex((e) => e['type'] === 'response.output_audio_transcript.done' && e['transcript'] === 'Goodbye!');
+      return said >= 0 && sent.slice(said).some((e) => e['type'] === 'response.done');
+    };
+    await eventually(() => goodbyeDone() && caller.bufferedBytes() >= 300 * 8, 'the goodbye generated and still playing', 30_000);
+    const heardBeforeDrop = caller.playedBytesTotal();
+    r.fake.dropAll();
+    await caller.done;
+
+    // Nothing was cleared: the rest of the goodbye played out, every byte sent was heard.
+    expect(caller.clears).toEqual([]);
+    expect(caller.playedBytesTotal()).toBeGreaterThanOrEqual(heardBeforeDrop + 300 * 8);
+    expect(caller.playedBytesTotal()).toBe(caller.received.reduce((n, m) => n + (m.message?.event === 'media' ? Buffer.from(m.message.media.payload, 'base64').length : 0), 0));
+    expect(caller.marksEchoed[caller.marksEchoed.length - 1]?.cause).toBe('played');
+    // Then the hang-up, once, and the stream closed normally.
+    expect(rest.requests.map((q) => `${q.method} ${q.path} ${q.body}`)).toEqual([
+      `POST /2010-04-01/Accounts/${ACCOUNT_SID}/Calls/${CALL_SID}.json Status=completed`,
+    ]);
+    expect(caller.endReason).toBe('server-closed');
+    expect(caller.closeCode).toBe(1000);
+    expect(caller.protocolErrors).toEqual([]);
+    // Ending the call needs no model: no second connection was opened.
+    expect(r.fake.connectionsOpened).toBe(1);
+    expect(r.logs.find((l) => l.msg.startsWith('upstream lost while the last words play'))).toMatchObject({ callSid: CALL_SID });
+    expect(r.fake.errors).toEqual([]);
+    await eventually(() => r.server.calls.size === 0, 'call released');
+    expect(await r.server.metrics.render()).toContain('callbridge_calls_total{outcome="agent-ended"} 1');
+  });
+
   it('transfer the target does not answer: redirected with <Dial> after the handoff was heard, then back to the agent, which is told', async () => {
     const { rig: r, rest } = await agentRig('transfer_call');
     const { parameters } = await signedCallback(r, '/incoming-call', { CallSid: CALL_SID, AccountSid: ACCOUNT_SID, From: FROM, To: TO });
