@@ -25,6 +25,13 @@ const configured = (config: AgentConfig = agent()): SessionHarness => SessionHar
 
 const speak = (h: SessionHarness, id: string, itemId: string, ms: number): void => h.fullResponse(id, itemId, ms);
 
+/** The caller's turn ends and resp_1 answers it with one call (call_1, item item_f1) of `name`; the response stays open. */
+function turnAnsweredWithCall(h: SessionHarness, name: string, args = '{}'): void {
+  h.speechStopped();
+  h.responseCreated('resp_1');
+  h.functionCall('resp_1', 'item_f1', 'call_1', name, args);
+}
+
 function toolMetrics(h: SessionHarness): unknown[] {
   return h.actionsOf('metric').flatMap((m) => (m.event.name === 'tool-call' ? [m.event] : []));
 }
@@ -71,9 +78,7 @@ describe('http tools', () => {
 
   it('a result for a call that is not running, or a second result for the same call, changes nothing', () => {
     const h = configured();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.functionCall('resp_1', 'item_f1', 'call_1', 'lookup_order', '{}');
+    turnAnsweredWithCall(h, 'lookup_order');
     h.responseDone('resp_1');
     const stray = h.mark();
     expect(h.toolResult('call_unknown', { ok: true, output: 'x' }).filter((a) => a.kind !== 'log')).toEqual([]);
@@ -132,9 +137,7 @@ describe('built-in tools', () => {
 
   it('end_call hangs up the call by its sid and ends it as agent-ended once the goodbye was heard', () => {
     const h = configured();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.functionCall('resp_1', 'item_f1', 'call_1', 'end_call', '{}');
+    turnAnsweredWithCall(h, 'end_call');
     h.responseDone('resp_1');
     speak(h, 'resp_2', 'item_bye', 300);
     expect(h.session.isEnded).toBe(false);
@@ -145,9 +148,7 @@ describe('built-in tools', () => {
 
   it('a hang-up whose last mark never comes back is carried out after the unheard audio plus a grace, not before', () => {
     const h = configured();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.functionCall('resp_1', 'item_f1', 'call_1', 'end_call', '{}');
+    turnAnsweredWithCall(h, 'end_call');
     h.responseDone('resp_1');
     h.twilioEchoesMarks = false;
     speak(h, 'resp_2', 'item_bye', 1000);
@@ -163,9 +164,7 @@ describe('built-in tools', () => {
 
   it('the fallback delay counts only the audio not yet heard when the goodbye finished generating', () => {
     const h = configured();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.functionCall('resp_1', 'item_f1', 'call_1', 'end_call', '{}');
+    turnAnsweredWithCall(h, 'end_call');
     h.responseDone('resp_1');
     h.responseCreated('resp_2');
     h.itemAdded('resp_2', 'item_bye');
@@ -472,9 +471,7 @@ describe('the upstream lost while the last words play', () => {
 describe('system notes', () => {
   it('are not sent while no upstream session is open', () => {
     const h = configured();
-    h.speechStopped();
-    h.responseCreated('resp_1');
-    h.functionCall('resp_1', 'item_f1', 'call_1', 'end_call', '{}');
+    turnAnsweredWithCall(h, 'end_call');
     h.functionCall('resp_1', 'item_f2', 'call_2', 'lookup_order', '{}'); // keeps the end pending
     h.responseDone('resp_1');
     h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
