@@ -22,6 +22,8 @@ import { capacityTable, fmt, machineLine, methodNotes, stepReport } from './benc
 import { runStep, StepError, type StepOptions, type StepResult } from './bench-load/run.js';
 import { slope } from './bench-load/stats.js';
 
+/** The local model yields the cores to the bridge and the callers, as a remote API would not compete for them. */
+const DEFAULT_MODEL_NICE = 10;
 const DEFAULT_STEPS = [25, 50, 75, 100, 150, 200, 300, 400, 600, 800];
 /** A step whose model or bridge did not start is tried this many times more, this long apart. */
 const STARTUP_RETRIES = 2;
@@ -40,6 +42,8 @@ const USAGE = `usage: npm run bench:load -- [options]
   --max-reaction-p99-ms X       pass criterion: barge-in reaction p99 (default 5)
   --max-truncation-error-ms X   a call with a larger truncation error is incorrect (default 20)
   --live-heap                   read the bridge's live JS heap after a full GC at the window's start and end (one process; via its inspector)
+  --model-nice N                nice value of the local model's process (default 10; 0: same priority as the bridge). The model
+                                stands in for OpenAI's servers, which do not share the bridge's cores; it still runs on them
   --profile DIR                 write V8 CPU profiles of the bridge's processes to DIR (node --cpu-prof; adds overhead)
 environment: BENCH_DEBUG=1 prints each incorrect call's timeline (JSON) to stderr
 `;
@@ -57,6 +61,7 @@ interface Args {
   maxTruncationErrorMs: number;
   profileDir: string | null;
   liveHeap: boolean;
+  modelNice: number;
 }
 
 function parseCliArgs(): Args {
@@ -74,6 +79,7 @@ function parseCliArgs(): Args {
       'max-truncation-error-ms': { type: 'string', default: '20' },
       profile: { type: 'string' },
       'live-heap': { type: 'boolean', default: false },
+      'model-nice': { type: 'string', default: String(DEFAULT_MODEL_NICE) },
       help: { type: 'boolean', default: false },
     },
     allowPositionals: false,
@@ -106,6 +112,7 @@ function parseCliArgs(): Args {
     maxTruncationErrorMs: num('max-truncation-error-ms', values['max-truncation-error-ms'], 0, 60_000),
     profileDir: values.profile === undefined ? null : path.resolve(values.profile),
     liveHeap: values['live-heap'] === true,
+    modelNice: int('model-nice', values['model-nice'], 0, 19),
   };
 }
 
@@ -129,6 +136,7 @@ function stepOptions(a: Args, calls: number, seconds = a.seconds): StepOptions {
     maxTruncationErrorMs: a.maxTruncationErrorMs,
     profileDir: a.profileDir,
     liveHeap: a.liveHeap,
+    modelNice: a.modelNice,
     progress: (line) => process.stderr.write(`${line}\n`),
   };
 }
@@ -139,6 +147,7 @@ function commandLine(a: Args, calls: number | null): string {
   else parts.push('--find-capacity');
   parts.push(`--seconds ${a.seconds}`);
   if (a.workers !== null) parts.push(`--workers ${a.workers}`);
+  if (a.modelNice !== DEFAULT_MODEL_NICE) parts.push(`--model-nice ${a.modelNice}`);
   return parts.join(' ');
 }
 

@@ -5,6 +5,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { reniceProcess } from './proc.js';
 import type { FirstDeltaObs, SpeechStartedObs, TruncateObs } from './analysis.js';
 import { CLOCK_BASE_ENV, MODEL_SPEED_ENV, type HostCommand, type HostMessage, type LoopStats, type ModelObs } from './protocol.js';
 
@@ -49,7 +50,13 @@ export class ModelHost {
     child.on('message', (raw: unknown) => this.onMessage(raw as HostMessage));
   }
 
-  static async start(speed: number, clockBase: bigint): Promise<ModelHost> {
+  /**
+   * `nice`: the host's threads get this nice value once it listens (0: left as is). The model
+   * stands in for OpenAI's servers, which do not share the bridge's cores; a positive value
+   * makes it yield the CPU to the bridge and the callers whenever they wake. What it measures
+   * is not affected: the model stamps an event just before handing it to its socket.
+   */
+  static async start(speed: number, clockBase: bigint, nice = 0): Promise<ModelHost> {
     const env: NodeJS.ProcessEnv = { ...process.env, [CLOCK_BASE_ENV]: clockBase.toString(), [MODEL_SPEED_ENV]: String(speed) };
     delete env['NODE_OPTIONS'];
     const child = fork(HOST_ENTRY, [], { cwd: REPO_ROOT, env, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -70,6 +77,7 @@ export class ModelHost {
       };
       child.on('message', onMessage);
     });
+    if (nice !== 0) reniceProcess(pid, nice);
     return new ModelHost(child, pid, url);
   }
 

@@ -3,6 +3,7 @@
  * (the bridge: one process, or a node:cluster primary and its workers). Linux only.
  */
 import { execFileSync } from 'node:child_process';
+import os from 'node:os';
 import { readdirSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
@@ -244,4 +245,22 @@ export function readMachineCpu(): { busy: number; total: number } {
   const total = n.reduce((a, b) => a + b, 0);
   const idle = (n[3] ?? 0) + (n[4] ?? 0); // idle + iowait
   return { busy: total - idle, total };
+}
+
+/**
+ * Raises the nice value of every thread of a process (Linux keeps nice per thread; threads it
+ * starts later inherit it from the thread that starts them). Returns the threads changed.
+ */
+export function reniceProcess(pid: number, nice: number): number {
+  let changed = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      os.setPriority(Number(tid), nice);
+      changed += 1;
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  if (changed === 0) throw new Error(`could not renice process ${pid} to ${nice}`);
+  return changed;
 }

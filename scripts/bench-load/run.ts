@@ -76,6 +76,8 @@ export interface StepOptions {
   profileDir: string | null;
   /** read the bridge's live heap after a full GC at the window's start and end (one process only) */
   liveHeap: boolean;
+  /** nice value of the local model's process (0: the same as the bridge and the callers) */
+  modelNice: number;
   progress: (line: string) => void;
 }
 
@@ -181,7 +183,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
   const runMs = rampMs + WARM_UP_MS + seconds * 1000 + GRACE_MS + 10_000;
 
   // The upstream model runs in its own process: its CPU is neither the bridge's nor the callers'.
-  const model = await startup('model host', () => ModelHost.start(MODEL_SPEED, clockBase));
+  const model = await startup('model host', () => ModelHost.start(MODEL_SPEED, clockBase, o.modelNice));
   let bridge: Bridge | null = null;
   const callsPlaced: CallRecord[] = [];
   try {
@@ -391,7 +393,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
           .join('; ')})`;
 
     return {
-      opts: { calls, seconds, workers, rampMs, maxTruncationErrorMs: o.maxTruncationErrorMs, maxReactionP99Ms: o.maxReactionP99Ms, profileDir: o.profileDir, liveHeap: o.liveHeap },
+      opts: { calls, seconds, workers, rampMs, maxTruncationErrorMs: o.maxTruncationErrorMs, maxReactionP99Ms: o.maxReactionP99Ms, profileDir: o.profileDir, liveHeap: o.liveHeap, modelNice: o.modelNice },
       wallS,
       bridge: {
         pid: b.pid,
