@@ -44,6 +44,8 @@ const USAGE = `usage: npm run bench:load -- [options]
   --live-heap                   read the bridge's live JS heap after a full GC at the window's start and end (one process; via its inspector)
   --model-nice N                nice value of the local model's process (default 10; 0: same priority as the bridge). The model
                                 stands in for OpenAI's servers, which do not share the bridge's cores; it still runs on them
+  --bridge-root DIR             measure the bridge of another checkout (its src/main.ts, run with its own node_modules), e.g. a
+                                baseline commit: git worktree add /tmp/base <commit>, then --bridge-root /tmp/base
   --profile DIR                 write V8 CPU profiles of the bridge's processes to DIR (node --cpu-prof; adds overhead)
 environment: BENCH_DEBUG=1 prints each incorrect call's timeline (JSON) to stderr
 `;
@@ -62,6 +64,7 @@ interface Args {
   profileDir: string | null;
   liveHeap: boolean;
   modelNice: number;
+  bridgeRoot: string | null;
 }
 
 function parseCliArgs(): Args {
@@ -80,6 +83,7 @@ function parseCliArgs(): Args {
       profile: { type: 'string' },
       'live-heap': { type: 'boolean', default: false },
       'model-nice': { type: 'string', default: String(DEFAULT_MODEL_NICE) },
+      'bridge-root': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     allowPositionals: false,
@@ -113,6 +117,7 @@ function parseCliArgs(): Args {
     profileDir: values.profile === undefined ? null : path.resolve(values.profile),
     liveHeap: values['live-heap'] === true,
     modelNice: int('model-nice', values['model-nice'], 0, 19),
+    bridgeRoot: values['bridge-root'] === undefined ? null : path.resolve(values['bridge-root']),
   };
 }
 
@@ -137,6 +142,7 @@ function stepOptions(a: Args, calls: number, seconds = a.seconds): StepOptions {
     profileDir: a.profileDir,
     liveHeap: a.liveHeap,
     modelNice: a.modelNice,
+    bridgeRoot: a.bridgeRoot,
     progress: (line) => process.stderr.write(`${line}\n`),
   };
 }
@@ -148,6 +154,7 @@ function commandLine(a: Args, calls: number | null): string {
   parts.push(`--seconds ${a.seconds}`);
   if (a.workers !== null) parts.push(`--workers ${a.workers}`);
   if (a.modelNice !== DEFAULT_MODEL_NICE) parts.push(`--model-nice ${a.modelNice}`);
+  if (a.bridgeRoot !== null) parts.push(`--bridge-root ${a.bridgeRoot}`);
   return parts.join(' ');
 }
 

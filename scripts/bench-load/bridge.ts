@@ -33,8 +33,17 @@ export interface Bridge {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** `nodeArgs`: extra Node options for the bridge (and, through execArgv, its workers), e.g. --cpu-prof. */
-export async function startBridge(upstreamUrl: string, calls: number, workers: number | null, nodeArgs: readonly string[] = []): Promise<Bridge> {
+/**
+ * `nodeArgs`: extra Node options for the bridge (and, through execArgv, its workers), e.g. --cpu-prof.
+ * `root`: the checkout whose src/main.ts runs (another commit's, to measure a baseline under this bench).
+ */
+export async function startBridge(
+  upstreamUrl: string,
+  calls: number,
+  workers: number | null,
+  nodeArgs: readonly string[] = [],
+  root: string = REPO_ROOT,
+): Promise<Bridge> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   // Nothing from the caller's shell may change what is measured (signatures, capture, a real key).
   for (const k of ['OPENAI_API_KEY', 'TWILIO_AUTH_TOKEN', 'TWILIO_ACCOUNT_SID', 'PUBLIC_URL', 'RECORD_CALLS', 'MAX_CALL_DURATION_S', 'NODE_OPTIONS', 'WORKERS']) {
@@ -53,7 +62,7 @@ export async function startBridge(upstreamUrl: string, calls: number, workers: n
     MAX_CALLS: String(Math.max(100, calls * 2)),
   });
   if (workers !== null) env['WORKERS'] = String(workers);
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   if (child.pid === undefined) throw new Error('could not spawn the bridge');
   const pid = child.pid;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>

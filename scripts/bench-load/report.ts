@@ -64,7 +64,7 @@ export function stepReport(r: StepResult, command: string): string {
   lines.push(`callbridge load benchmark (${command})`);
   lines.push(machineLine());
   lines.push(
-    `bridge: \`node --import tsx src/main.ts\`${r.opts.workers !== null ? ` with WORKERS=${r.opts.workers}` : ''}, LOG_LEVEL=info; process tree at idle: ${b.treeIdle}, at window end: ${b.treeLoad}; ` +
+    `bridge: \`node --import tsx src/main.ts\`${r.opts.bridgeRoot !== null ? ` of ${r.opts.bridgeRoot}` : ''}${r.opts.workers !== null ? ` with WORKERS=${r.opts.workers}` : ''}, LOG_LEVEL=info; process tree at idle: ${b.treeIdle}, at window end: ${b.treeLoad}; ` +
       `callers in the bench process, local model (speed ${MODEL_SPEED}x, nice ${r.opts.modelNice}) in a child process; calls placed one at a time over ${fmt(r.rampS, 1)} s, warm-up 3 s`,
   );
   lines.push('');
@@ -156,7 +156,7 @@ export function stepReport(r: StepResult, command: string): string {
   const l = r.loadgen;
   row(
     'load generator (bench process: callers; child: model)',
-    `callers ${fmt(l.callerCores, 2)} cores, event-loop delay p99 ${fmt(l.callerLoopP99, 1)} ms; model ${fmt(l.modelCores, 2)} cores, event-loop delay p99 ${fmt(l.modelLoop.p99, 1)} ms, RSS ${fmt(MiB(l.modelRssKiB), 0)} MiB; ` +
+    `callers ${fmt(l.callerCores, 2)} cores, event-loop delay p99 ${fmt(l.callerLoopP99, 1)} ms (max ${fmt(l.callerLoopMax, 1)}); model ${fmt(l.modelCores, 2)} cores, event-loop delay p99 ${fmt(l.modelLoop.p99, 1)} ms (max ${fmt(l.modelLoop.max, 1)}), RSS ${fmt(MiB(l.modelRssKiB), 0)} MiB; ` +
       `machine ${fmt(100 * l.machineBusy, 0)}% busy over ${os.cpus().length} cores (other processes: ${fmt(Math.max(0, l.otherCores), 2)} cores)`,
   );
   const cc = r.crossCheck;

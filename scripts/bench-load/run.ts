@@ -78,6 +78,8 @@ export interface StepOptions {
   liveHeap: boolean;
   /** nice value of the local model's process (0: the same as the bridge and the callers) */
   modelNice: number;
+  /** the checkout whose bridge is measured; null: this one */
+  bridgeRoot: string | null;
   progress: (line: string) => void;
 }
 
@@ -146,7 +148,7 @@ export interface StepResult {
   outcomes: string;
   liveAtW1: number;
   unclaimedSessions: number;
-  loadgen: { callerCores: number; modelCores: number; callerLoopP99: number; modelLoop: LoopStats; machineBusy: number; otherCores: number; modelRssKiB: number };
+  loadgen: { callerCores: number; modelCores: number; callerLoopP99: number; callerLoopMax: number; modelLoop: LoopStats; machineBusy: number; otherCores: number; modelRssKiB: number };
   crossCheck: { promRss: number | undefined; promCpu: number | undefined; heap0: number | undefined; heap1: number | undefined };
   rampS: number;
   pass: boolean;
@@ -188,7 +190,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
   const callsPlaced: CallRecord[] = [];
   try {
     const nodeArgs = [...(o.profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`]), ...(o.liveHeap ? ['--inspect=127.0.0.1:0'] : [])];
-    bridge = await startup('bridge', () => startBridge(model.url, calls, workers, nodeArgs));
+    bridge = await startup('bridge', () => startBridge(model.url, calls, workers, nodeArgs, o.bridgeRoot ?? undefined));
     const b = bridge;
     const mediaUrl = `ws://127.0.0.1:${b.port}/media-stream`;
     progress(`bridge pid ${b.pid} on :${b.port}${workers !== null ? ` (WORKERS=${workers})` : ''}; model pid ${model.pid} on ${model.url}`);
@@ -393,7 +395,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
           .join('; ')})`;
 
     return {
-      opts: { calls, seconds, workers, rampMs, maxTruncationErrorMs: o.maxTruncationErrorMs, maxReactionP99Ms: o.maxReactionP99Ms, profileDir: o.profileDir, liveHeap: o.liveHeap, modelNice: o.modelNice },
+      opts: { calls, seconds, workers, rampMs, maxTruncationErrorMs: o.maxTruncationErrorMs, maxReactionP99Ms: o.maxReactionP99Ms, profileDir: o.profileDir, liveHeap: o.liveHeap, modelNice: o.modelNice, bridgeRoot: o.bridgeRoot },
       wallS,
       bridge: {
         pid: b.pid,
@@ -470,6 +472,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
         callerCores,
         modelCores,
         callerLoopP99: Math.max(0, parentLoop.percentile(99) / 1e6 - EVENT_LOOP_RESOLUTION_MS),
+        callerLoopMax: Math.max(0, parentLoop.max / 1e6 - EVENT_LOOP_RESOLUTION_MS),
         modelLoop,
         machineBusy,
         otherCores,
