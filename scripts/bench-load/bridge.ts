@@ -135,7 +135,7 @@ export async function startBridge(
   onListening = () => undefined;
   // Logged before the public port listens (single process and primary alike), so it is known here.
   // A bridge of an older commit (--bridge-root) served /metrics on its public port instead.
-  if (metricsUrl === '' && root !== REPO_ROOT && port !== 0) metricsUrl = `http://127.0.0.1:${port}/metrics`;
+  if (metricsUrl === '' && root !== REPO_ROOT && port !== 0) metricsUrl = `http://127.0.0.1:${port}`;
   if (metricsUrl === '') {
     child.kill('SIGKILL');
     throw new Error('bridge did not log its metrics address ("metrics listening at …")');
