@@ -299,7 +299,14 @@ describe('phone agent on real sockets', () => {
     await eventually(() => rig!.fake.sent.some((s) => s.event.type === 'response.done'), 'greeting generated', 15_000);
     const greeting = rig.fake.sent.find((s) => s.event.type === 'response.output_audio_transcript.done');
     expect((greeting?.event as unknown as { transcript: string }).transcript).toBe('Hello. Press 9 to hang up.');
-    await eventually(() => caller.marksEchoed.length > 0 && caller.bufferedBytes() === 0, 'greeting heard', 15_000);
+    // Heard to its end, as the bridge sees it: every mark it sent came back and nothing arrived
+    // for a while. An empty buffer alone is not enough: under load it can run dry mid-greeting,
+    // and a key pressed then is a barge-in on audio still in flight (a clear).
+    await eventually(() => {
+      const marksReceived = caller.received.filter((m) => (m.parsed as { event?: string } | undefined)?.event === 'mark').length;
+      const lastAt = caller.received[caller.received.length - 1]?.atMs ?? 0;
+      return marksReceived > 0 && caller.marksEchoed.length === marksReceived && caller.bufferedBytes() === 0 && caller.nowMs() - lastAt > 150;
+    }, 'greeting heard', 15_000);
     caller.sendDtmf('9');
     await caller.done;
     expect(caller.endReason).toBe('server-closed');
