@@ -11,6 +11,8 @@
  */
 
 import { Session } from 'node:inspector/promises';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 
 import LibSampleRate from '@alexanderolsen/libsamplerate-js';
 import createSpeexResamplerModule, { type SpeexResamplerModule } from '@echogarden/speex-resampler-wasm/simd';
@@ -26,6 +28,7 @@ import {
   Upsampler3x,
 } from '../src/audio/resampler.js';
 import { InboundTranscoder, OutboundTranscoder } from '../src/audio/transcoder.js';
+import { parseTwilioMessage, twilioMessageFrom } from '../src/twilio/messages.js';
 import {
   ALIAS_PROBE_AMPLITUDE,
   ALIAS_PROBE_FREQUENCIES_HZ,
@@ -413,6 +416,54 @@ function oneByteStringHeapBytes(chars: number): number {
   return Math.ceil((V8_STRING_HEADER_BYTES + chars) / V8_OBJECT_ALIGNMENT_BYTES) * V8_OBJECT_ALIGNMENT_BYTES;
 }
 
+// --- Twilio frame parsing ----------------------------------------------------------------------
+
+/**
+ * A live call's media frame: sequenceNumber, chunk and timestamp are new on every frame, which
+ * is what makes JSON.parse intern three new strings per frame. Frames are built in the step
+ * (a reused frame would find its strings interned already); the "build only" row is that cost.
+ */
+function twilioFrameText(n: number, payload: string): string {
+  return `{"event":"media","sequenceNumber":"${n + 2}","streamSid":"MZ0123456789abcdef0123456789abcdef","media":{"track":"inbound","chunk":"${n + 1}","timestamp":"${n * FRAME_MS}","payload":"${payload}"}}`;
+}
+
+async function twilioParseTable(): Promise<void> {
+  const payloads = inboundFrames();
+  let n = 10_000_000 * Math.floor(Math.random() * 100);
+  const next = (): string => twilioFrameText(n++, payloads[n % payloads.length]!);
+  const steps: Array<[string, FrameStep]> = [
+    ['build only (baseline)', function frameStep() { return next().length; }],
+    ['parseTwilioMessage (Twilio\'s spelling: one pattern)', function frameStep() { const r = parseTwilioMessage(next()); return r.ok ? 1 : 0; }],
+    ['JSON.parse + schema check (any other spelling)', function frameStep() { const r = twilioMessageFrom(JSON.parse(next())); return r.ok ? 1 : 0; }],
+  ];
+  const rows: string[][] = [];
+  for (const [name, step] of steps) {
+    const t = nsPerFrame(step);
+    const heap = await allocationPerFrame(step);
+    const oldSpace = oldSpaceGrowthPerFrame(step);
+    rows.push([name, ns(t), `${Math.round(heap)} B`, `${oldSpace.toFixed(0)} B`]);
+  }
+  printTable(
+    'Twilio media frame parse, per frame (frames with new sequence numbers, as on a live call)',
+    ['path', 'time', 'heap / frame', 'old space / frame'],
+    rows,
+  );
+  console.log('old space / frame: growth of V8\'s old space over 100000 frames between full GCs (strings JSON.parse interns live there until the next full GC).');
+}
+
+function oldSpaceGrowthPerFrame(step: FrameStep): number {
+  const OLD_SPACE_FRAMES = 100_000;
+  const oldUsed = (): number => v8.getHeapSpaceStatistics().find((sp) => sp.space_name === 'old_space')?.space_used_size ?? Number.NaN;
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  gc();
+  const before = oldUsed();
+  for (let i = 0; i < OLD_SPACE_FRAMES; i++) sink += step(i);
+  const grown = oldUsed() - before;
+  gc();
+  return grown / OLD_SPACE_FRAMES;
+}
+
 // --- output ------------------------------------------------------------------------------------
 
 function printTable(title: string, header: string[], rows: string[][]): void {
@@ -738,6 +789,7 @@ async function main(): Promise<void> {
       `(${HEAP_PROFILE_FRAMES} frames, 1 sample per ${HEAP_SAMPLING_INTERVAL_BYTES} B, so within ~2%). ` +
       'output b64 string: heap size of the one string the brief allows per frame; other = the rest, ~0 when the hot path is allocation-free.',
   );
+  await twilioParseTable();
   console.log(`done in ${((Date.now() - startedMs) / 1000).toFixed(1)} s (checksum ${sink})`);
 }
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseTwilioMessage } from '../../src/twilio/messages.js';
+import fc from 'fast-check';
+import { canonicalMedia, parseTwilioMessage, twilioMessageFrom } from '../../src/twilio/messages.js';
 import { connectStreamTwiml, streamUrlFrom } from '../../src/twilio/twiml.js';
 import { authHeaders } from '../../src/realtime/connection.js';
 import { startFrame } from '../support/twilio-frames.js';
@@ -54,5 +55,66 @@ describe('upstream authentication', () => {
     expect(authHeaders('wss://res.openai.azure.com/openai/v1/realtime?model=d', 'k')).toEqual({ 'api-key': 'k' });
     expect(authHeaders('wss://api.openai.com/v1/realtime?model=gpt-realtime', 'k')).toEqual({ Authorization: 'Bearer k' });
     expect(authHeaders('ws://127.0.0.1:1234/v1/realtime', null)).toEqual({});
+  });
+});
+
+describe('the media frame fast path', () => {
+  const PAYLOAD = Buffer.alloc(160, 0x7f).toString('base64');
+  const TWILIO_DOCS_ORDER = `{"event":"media","sequenceNumber":"3","media":{"track":"inbound","chunk":"1","timestamp":"5","payload":"${PAYLOAD}"},"streamSid":"MZ0123456789abcdef0123456789abcdef"}`;
+  const SID_FIRST = `{"event":"media","sequenceNumber":"3","streamSid":"MZ0123456789abcdef0123456789abcdef","media":{"track":"inbound","chunk":"1","timestamp":"5","payload":"${PAYLOAD}"}}`;
+
+  it('reads Twilio\'s own spelling, streamSid before or after media, into the message the general parser gives', () => {
+    for (const text of [TWILIO_DOCS_ORDER, SID_FIRST]) {
+      const fast = canonicalMedia(text);
+      expect(fast).not.toBeNull();
+      expect({ ok: true, message: fast }).toEqual(twilioMessageFrom(JSON.parse(text)));
+      expect(parseTwilioMessage(text)).toEqual({ ok: true, message: fast });
+    }
+  });
+
+  it.each([
+    ['a space after a colon', SID_FIRST.replace('"chunk":"1"', '"chunk": "1"')],
+    ['fields in another order', SID_FIRST.replace('"track":"inbound","chunk":"1"', '"chunk":"1","track":"inbound"')],
+    ['a numeric sequenceNumber', SID_FIRST.replace('"sequenceNumber":"3"', '"sequenceNumber":3')],
+    ['an escaped character', SID_FIRST.replace('"chunk":"1"', '"chunk":"\\u0031"')],
+    ['a payload not in whole quads', SID_FIRST.replace(PAYLOAD, `${PAYLOAD}A`)],
+    ['a payload outside the alphabet', SID_FIRST.replace(PAYLOAD, `${PAYLOAD.slice(4)}a-b_`)],
+    ['two streamSids', TWILIO_DOCS_ORDER.replace('"sequenceNumber":"3",', '"sequenceNumber":"3","streamSid":"MZ1",')],
+    ['no streamSid', TWILIO_DOCS_ORDER.replace(',"streamSid":"MZ0123456789abcdef0123456789abcdef"', '')],
+    ['an extra field', SID_FIRST.replace('"track":"inbound",', '"track":"inbound","x":"1",')],
+    ['a mark', '{"event":"mark","sequenceNumber":"4","streamSid":"MZ1","mark":{"name":"cb:0:1"}}'],
+  ])('leaves %s to the general parser', (_name, text) => {
+    expect(canonicalMedia(text)).toBeNull();
+  });
+
+  // Whatever a frame looks like, the fast path may only ever agree with the general parser.
+  it('gives the general parser\'s result for any media-like frame (property)', () => {
+    const digits = fc.stringMatching(/^\d{1,16}$/);
+    const text = fc.oneof(digits, fc.string({ maxLength: 6 }), fc.constantFrom('inbound', 'outbound', 'both_tracks', ''));
+    const base64 = fc.oneof(fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b).toString('base64')), fc.stringMatching(/^[A-Za-z0-9+/=_-]{0,12}$/));
+    const frame = fc
+      .record({
+        seq: fc.oneof(digits, text),
+        track: text,
+        chunk: fc.oneof(digits, text),
+        timestamp: fc.oneof(digits, fc.integer().map(String), text),
+        payload: base64,
+        sid: fc.oneof(fc.stringMatching(/^[A-Za-z0-9]{1,70}$/), text),
+        sidFirst: fc.boolean(),
+        spaced: fc.boolean(),
+      })
+      .map((f) => {
+        const media = `"media":{"track":${JSON.stringify(f.track)},"chunk":${JSON.stringify(f.chunk)},"timestamp":${JSON.stringify(f.timestamp)},"payload":${JSON.stringify(f.payload)}}`;
+        const sid = `"streamSid":${JSON.stringify(f.sid)}`;
+        const body = f.sidFirst ? `${sid},${media}` : `${media},${sid}`;
+        const s = `{"event":"media","sequenceNumber":${JSON.stringify(f.seq)},${body}}`;
+        return f.spaced ? s.replace(/,"/g, ', "') : s;
+      });
+    fc.assert(
+      fc.property(frame, (s) => {
+        expect(parseTwilioMessage(s)).toEqual(twilioMessageFrom(JSON.parse(s)));
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
