@@ -36,24 +36,31 @@ export function callerScript(runMs: number): CallerSegment[] {
   return segments;
 }
 
-/** Media arrivals, two growable Float64Arrays: 16 bytes per media message. */
-export class MediaLog implements MediaArrivals {
+/** Timed values in two growable Float64Arrays: 16 bytes per entry, flat on long runs. */
+export class TimedLog {
   t = new Float64Array(1024);
-  startsAtByte = new Float64Array(1024);
+  value = new Float64Array(1024);
   length = 0;
 
-  push(t: number, startsAtByte: number): void {
+  push(t: number, value: number): void {
     if (this.length === this.t.length) {
       const t2 = new Float64Array(this.t.length * 2);
       t2.set(this.t);
       this.t = t2;
-      const s2 = new Float64Array(this.startsAtByte.length * 2);
-      s2.set(this.startsAtByte);
-      this.startsAtByte = s2;
+      const v2 = new Float64Array(this.value.length * 2);
+      v2.set(this.value);
+      this.value = v2;
     }
     this.t[this.length] = t;
-    this.startsAtByte[this.length] = startsAtByte;
+    this.value[this.length] = value;
     this.length += 1;
+  }
+}
+
+/** Media arrivals: when each payload arrived, and the played-byte position its first byte plays at. */
+export class MediaLog extends TimedLog implements MediaArrivals {
+  get startsAtByte(): Float64Array {
+    return this.value;
   }
 }
 
@@ -71,6 +78,8 @@ export class CallRecord {
   readonly media = new MediaLog();
   readonly clears: ClearObs[] = [];
   readonly playback: PlaybackRun[] = [];
+  /** Echoes of played marks: when each left (shared clock), and how many ms after playback reached its mark. */
+  readonly echoes = new TimedLog();
   /** stream ms and heard bytes at the window's start and end */
   w0Ms = 0;
   w1Ms = 0;
@@ -90,6 +99,9 @@ export class CallRecord {
       onMedia: (o) => this.media.push(clockMs(o.hrtime, clockBase), o.startsAtPlayedByte),
       onClear: (o) => {
         this.clears.push({ t: clockMs(o.hrtime, clockBase), playedBytes: o.playedBytes });
+      },
+      onMarkEcho: (o) => {
+        if (o.cause === 'played') this.echoes.push(clockMs(o.hrtime, clockBase), o.atMs - o.dueMs);
       },
       onPlayback: (o) => {
         const s = this.streamStartT ?? 0;

@@ -88,6 +88,10 @@ export function stepReport(r: StepResult, command: string): string {
     `${dist(r.truncation)}; ${r.truncationsUnmatched} unmatched, ${r.truncationsOverBound} over ${r.opts.maxTruncationErrorMs} ms`,
   );
   row(
+    'mark echoes sent by the callers, after playback reached the mark',
+    `${dist(r.echoLate)} (the bridge counts a mark as played when its echo arrives: an echo sent late makes it under-count what was heard, by as much)`,
+  );
+  row(
     'API errors from the model',
     `**${r.apiErrors.real}**${r.apiErrors.samples.length > 0 ? ` (${r.apiErrors.samples.join('; ')})` : ''}; response_cancel_not_active races (cancel crossed response.done): ${r.apiErrors.races}`,
   );

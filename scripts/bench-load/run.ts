@@ -124,6 +124,8 @@ export interface StepResult {
   firstAudio: Summary;
   responsesUnheard: number;
   truncation: Summary;
+  /** how late the callers sent the echoes of played marks (a late echo makes the bridge under-count what was heard) */
+  echoLate: Summary;
   truncationsUnmatched: number;
   truncationsOverBound: number;
   apiErrors: { real: number; races: number; samples: string[] };
@@ -168,8 +170,19 @@ function debugTrace(c: CallRecord, fails: Failure[], w0T: number, w1T: number, b
     playback: c.playback.map((x) => [rel(x.startT), rel(x.endT), x.cleared]),
     firstAudio: fa.map((x) => ({ delta: rel(x.deltaT), media: rel(x.mediaT), at: x.startsAtByte, item: x.itemId })),
     truncations: tr.map((x) => ({ t: rel(x.t), item: x.itemId, audioEndMs: x.audioEndMs, playedMs: x.playedMs })),
+    lateEchoes: lateEchoes(c),
     errors: c.trace?.errors.map((e) => ({ t: rel(e.t), code: e.code, race: e.race })) ?? [],
   });
+}
+
+/** Echoes of played marks sent more than 5 ms after playback reached the mark: [stream ms, ms late]. */
+function lateEchoes(c: CallRecord): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (let i = 0; i < c.echoes.length; i++) {
+    const late = c.echoes.value[i] ?? 0;
+    if (late > 5) out.push([Math.round(((c.echoes.t[i] ?? 0) - (c.streamStartT ?? 0)) * 10) / 10, Math.round(late * 10) / 10]);
+  }
+  return out;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -292,6 +305,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     const reactions: number[] = [];
     const firstAudioMs: number[] = [];
     const truncErrs: number[] = [];
+    const echoLateMs: number[] = [];
     let bargeInsExpected = 0;
     let missingClears = 0;
     let optionalClears = 0;
@@ -331,6 +345,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
         else if (x.errorMs > o.maxTruncationErrorMs) truncationsOverBound += 1;
       }
       for (const x of tr) if (inWindow(x.t) && x.errorMs !== null) truncErrs.push(x.errorMs);
+      for (let i = 0; i < c.echoes.length; i++) if (inWindow(c.echoes.t[i] ?? 0)) echoLateMs.push(c.echoes.value[i] ?? 0);
       let callApiErrors = 0;
       for (const e of trace?.errors ?? []) {
         if (e.race) {
@@ -432,6 +447,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
       firstAudio: summarize(firstAudioMs),
       responsesUnheard,
       truncation: summarize(truncErrs),
+      echoLate: summarize(echoLateMs),
       truncationsUnmatched,
       truncationsOverBound,
       apiErrors: { real: realErrors, races, samples: [...errorSamples].map(([k, n]) => `${n}x ${k}`) },

@@ -109,6 +109,17 @@ export interface SimulatedCallerObserver {
   onClear?(o: ClearObservation): void;
   /** A stretch of playback ended: drained, cut by a clear, or cut by the end of the call. */
   onPlayback?(o: PlaybackObservation): void;
+  /** A mark echo was sent. */
+  onMarkEcho?(o: MarkEchoObservation): void;
+}
+
+export interface MarkEchoObservation {
+  hrtime: bigint;
+  /** stream ms when it was sent */
+  atMs: number;
+  /** stream ms when Twilio would have sent it (playback reached the mark, or the clear came) */
+  dueMs: number;
+  cause: PlaybackEcho['cause'];
 }
 
 export interface MediaObservation {
@@ -766,7 +777,9 @@ export class SimulatedCaller {
     for (const e of echoes) {
       const echo: TwilioMarkEcho = { event: 'mark', sequenceNumber: this.nextSeq(), streamSid: this.streamSid, mark: { name: e.name } };
       this.send(echo);
-      this.marksEchoed.push({ atMs: this.nowMs(), name: e.name, cause: e.cause, playedBytes: e.playedBytes });
+      const atMs = this.nowMs();
+      this.marksEchoed.push({ atMs, name: e.name, cause: e.cause, playedBytes: e.playedBytes });
+      this.observer?.onMarkEcho?.({ hrtime: process.hrtime.bigint(), atMs, dueMs: e.atMs, cause: e.cause });
     }
   }
 

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { SimulatedCaller, type SimulatedCallerOptions } from '../../src/tooling/simulated-caller.js';
+import { SimulatedCaller, type MarkEchoObservation, type SimulatedCallerOptions } from '../../src/tooling/simulated-caller.js';
 
 /**
  * Timing slack for these real-time tests. The bugs they catch are whole frames or playbacks off
@@ -317,6 +317,24 @@ describe('SimulatedCaller: playback model', () => {
     const received = call.received.find((r) => r.message?.event === 'media')!;
     expect(Math.abs(from / 8 - received.atMs)).toBeLessThan(1);
     expect(call.marksEchoed[0]!.atMs).toBeGreaterThanOrEqual(to / 8);
+  });
+
+  it('tells its observer when each echo left and when Twilio would have sent it', async () => {
+    const echoes: MarkEchoObservation[] = [];
+    const { svc, call } = await connect({ observer: { onMarkEcho: (o) => echoes.push(o) } });
+    svc.send(media(call.streamSid, bytes(200, 0x11)));
+    svc.send(mark(call.streamSid, 'm1'));
+    await svc.waitFor(isMarkEcho('m1'));
+    svc.send(mark(call.streamSid, 'idle'));
+    await svc.waitFor(isMarkEcho('idle'));
+    expect(echoes.map((e) => e.cause)).toEqual(['played', 'idle']);
+    const played = echoes[0]!;
+    // Due when the 200 ms had played from the media's arrival; sent by a timer, so a little after.
+    const arrived = call.received.find((r) => r.message?.event === 'media')!.atMs;
+    expect(played.dueMs).toBeCloseTo(arrived + 200, 0);
+    expect(played.atMs).toBeGreaterThanOrEqual(played.dueMs);
+    expect(played.atMs - played.dueMs).toBeLessThan(TOL);
+    expect(played.atMs).toBe(call.marksEchoed[0]!.atMs);
   });
 
   it('echoes a mark at once when nothing is queued', async () => {
