@@ -16,12 +16,15 @@
  *      npm run bench:load -- --find-capacity [--seconds 30] [--workers N] [--steps 25,50,...]
  * Linux only (/proc). Modules: scripts/bench-load/.
  */
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { capacityTable, fmt, machineLine, methodNotes, stepReport } from './bench-load/report.js';
 import { runStep, StepError, type StepOptions, type StepResult } from './bench-load/run.js';
 import { slope } from './bench-load/stats.js';
 
+/** Simulated callers per caller process by default: at 200 in one process its own timers ran up to 15 ms late. */
+const CALLS_PER_CALLER_PROCESS = 100;
 /** The local model yields the cores to the bridge and the callers, as a remote API would not compete for them. */
 const DEFAULT_MODEL_NICE = 10;
 const DEFAULT_STEPS = [25, 50, 75, 100, 150, 200, 300, 400, 600, 800];
@@ -44,6 +47,8 @@ const USAGE = `usage: npm run bench:load -- [options]
   --live-heap                   read the bridge's live JS heap after a full GC at the window's start and end (one process; via its inspector)
   --model-nice N                nice value of the local model's process (default 10; 0: same priority as the bridge). The model
                                 stands in for OpenAI's servers, which do not share the bridge's cores; it still runs on them
+  --caller-processes N          child processes the simulated callers are spread over (default: one per 100 calls, at most one
+                                per core), so one process's own event-loop delay is not in every call's figures
   --bridge-root DIR             measure the bridge of another checkout (its src/main.ts, run with its own node_modules), e.g. a
                                 baseline commit: git worktree add /tmp/base <commit>, then --bridge-root /tmp/base
   --profile DIR                 write V8 CPU profiles of the bridge's processes to DIR (node --cpu-prof; adds overhead)
@@ -65,6 +70,8 @@ interface Args {
   liveHeap: boolean;
   modelNice: number;
   bridgeRoot: string | null;
+  /** null: one per CALLS_PER_CALLER_PROCESS calls, at most one per core */
+  callerProcesses: number | null;
 }
 
 function parseCliArgs(): Args {
@@ -84,6 +91,7 @@ function parseCliArgs(): Args {
       'live-heap': { type: 'boolean', default: false },
       'model-nice': { type: 'string', default: String(DEFAULT_MODEL_NICE) },
       'bridge-root': { type: 'string' },
+      'caller-processes': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     allowPositionals: false,
@@ -118,6 +126,7 @@ function parseCliArgs(): Args {
     liveHeap: values['live-heap'] === true,
     modelNice: int('model-nice', values['model-nice'], 0, 19),
     bridgeRoot: values['bridge-root'] === undefined ? null : path.resolve(values['bridge-root']),
+    callerProcesses: values['caller-processes'] === undefined ? null : int('caller-processes', values['caller-processes'], 1, 64),
   };
 }
 
@@ -143,6 +152,7 @@ function stepOptions(a: Args, calls: number, seconds = a.seconds): StepOptions {
     liveHeap: a.liveHeap,
     modelNice: a.modelNice,
     bridgeRoot: a.bridgeRoot,
+    callerProcesses: a.callerProcesses ?? Math.min(Math.ceil(calls / CALLS_PER_CALLER_PROCESS), os.cpus().length),
     progress: (line) => process.stderr.write(`${line}\n`),
   };
 }
@@ -155,6 +165,7 @@ function commandLine(a: Args, calls: number | null): string {
   if (a.workers !== null) parts.push(`--workers ${a.workers}`);
   if (a.modelNice !== DEFAULT_MODEL_NICE) parts.push(`--model-nice ${a.modelNice}`);
   if (a.bridgeRoot !== null) parts.push(`--bridge-root ${a.bridgeRoot}`);
+  if (a.callerProcesses !== null) parts.push(`--caller-processes ${a.callerProcesses}`);
   return parts.join(' ');
 }
 

@@ -50,7 +50,7 @@ export function methodNotes(maxTruncationErrorMs: number): string[] {
     '- bridge CPU / RSS: summed over the bridge\'s whole process tree (/proc/<pid>/task/*/children; utime+stime, VmRSS; tsx\'s esbuild transpiler process is listed but not counted), read from outside over the window; CPU per call = total / calls; RSS per call = the slope of RSS against calls live, sampled as each call is placed during the ramp (--find-capacity also prints the slope across steps). ' +
       'RSS slope: least squares over samples every 1 s in the window (after ramp and warm-up).',
     '- bridge event-loop delay: the bridge\'s own `callbridge_event_loop_delay_ms` histogram from /metrics, over the window.',
-    '- load generator: callers in this process, the local model in its own child process; their CPU and event-loop delay are shown because a busy caller process stamps clears and media late. ' +
+    '- load generator: callers in child processes (one per 100 calls by default, --caller-processes), the local model in its own; their CPU and event-loop delay (the worst caller process\'s) are shown because a busy caller process stamps clears and media late and sends mark echoes late. ' +
       'The model runs at a lower priority (--model-nice, default 10): it stands in for OpenAI, whose servers do not share the bridge\'s cores, and it stamps each event just before its socket write, so its own waiting is not measured; the callers run at the bridge\'s priority, because their delay is inside the figures.',
   ];
 }
@@ -65,7 +65,7 @@ export function stepReport(r: StepResult, command: string): string {
   lines.push(machineLine());
   lines.push(
     `bridge: \`node --import tsx src/main.ts\`${r.opts.bridgeRoot !== null ? ` of ${r.opts.bridgeRoot}` : ''}${r.opts.workers !== null ? ` with WORKERS=${r.opts.workers}` : ''}, LOG_LEVEL=info; process tree at idle: ${b.treeIdle}, at window end: ${b.treeLoad}; ` +
-      `callers in the bench process, local model (speed ${MODEL_SPEED}x, nice ${r.opts.modelNice}) in a child process; calls placed one at a time over ${fmt(r.rampS, 1)} s, warm-up 3 s`,
+      `callers in ${r.opts.callerProcesses} child process${r.opts.callerProcesses === 1 ? '' : 'es'}, local model (speed ${MODEL_SPEED}x, nice ${r.opts.modelNice}) in a child process; calls placed one at a time over ${fmt(r.rampS, 1)} s, warm-up 3 s`,
   );
   lines.push('');
   lines.push(...methodNotes(r.opts.maxTruncationErrorMs));
@@ -159,7 +159,7 @@ export function stepReport(r: StepResult, command: string): string {
   );
   const l = r.loadgen;
   row(
-    'load generator (bench process: callers; child: model)',
+    'load generator (caller processes; model process)',
     `callers ${fmt(l.callerCores, 2)} cores, event-loop delay p99 ${fmt(l.callerLoopP99, 1)} ms (max ${fmt(l.callerLoopMax, 1)}); model ${fmt(l.modelCores, 2)} cores, event-loop delay p99 ${fmt(l.modelLoop.p99, 1)} ms (max ${fmt(l.modelLoop.max, 1)}), RSS ${fmt(MiB(l.modelRssKiB), 0)} MiB; ` +
       `machine ${fmt(100 * l.machineBusy, 0)}% busy over ${os.cpus().length} cores (other processes: ${fmt(Math.max(0, l.otherCores), 2)} cores)`,
   );

@@ -4,7 +4,7 @@
  * hang up, stop the bridge, and judge every call.
  */
 import os from 'node:os';
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { performance } from 'node:perf_hooks';
 import {
   BYTES_PER_MS,
   judgeCall,
@@ -17,7 +17,7 @@ import {
   type TruncationCheck,
 } from './analysis.js';
 import { startBridge, type Bridge, type LogTally } from './bridge.js';
-import { CallRecord } from './callers.js';
+import { CallerPool, RemoteCall } from './caller-pool.js';
 import { ModelHost } from './model.js';
 import { describeTree, readMachineCpu, readProc, readTree, treeDelta, type TreeDelta, type TreeSample } from './proc.js';
 import { histogramDiff, scrape, sumMatching, type HistogramWindow, type Series } from './prom.js';
@@ -37,8 +37,6 @@ const SESSION_WAIT_MS = 30_000;
 const CHILD_EXIT_TIMEOUT_MS = 20_000;
 /** Playback that ran out within this long after speech_started needed no clear (the bridge may or may not send one). */
 export const AUDIBLE_MARGIN_MS = 100;
-/** Event-loop samplers tick every 10 ms and record the whole interval; this is taken off. */
-const EVENT_LOOP_RESOLUTION_MS = 10;
 /** The local model's generation speed (its default): audio arrives 4x faster than real time, as in bursts from the real API. */
 export const MODEL_SPEED = 4;
 const MAX_SAMPLES = 5;
@@ -80,6 +78,8 @@ export interface StepOptions {
   modelNice: number;
   /** the checkout whose bridge is measured; null: this one */
   bridgeRoot: string | null;
+  /** child processes the simulated callers are spread over */
+  callerProcesses: number;
   progress: (line: string) => void;
 }
 
@@ -158,7 +158,7 @@ export interface StepResult {
 }
 
 /** BENCH_DEBUG=1: one JSON line per incorrect call, times in ms since its stream start. */
-function debugTrace(c: CallRecord, fails: Failure[], w0T: number, w1T: number, bargeIns: BargeIn[], fa: FirstAudio[], tr: TruncationCheck[]): string {
+function debugTrace(c: RemoteCall, fails: Failure[], w0T: number, w1T: number, bargeIns: BargeIn[], fa: FirstAudio[], tr: TruncationCheck[]): string {
   const rel = (t: number | null): number | null => (t === null ? null : Math.round((t - (c.streamStartT ?? 0)) * 10) / 10);
   return JSON.stringify({
     call: c.index,
@@ -176,7 +176,7 @@ function debugTrace(c: CallRecord, fails: Failure[], w0T: number, w1T: number, b
 }
 
 /** Echoes of played marks sent more than 5 ms after playback reached the mark: [stream ms, ms late]. */
-function lateEchoes(c: CallRecord): Array<[number, number]> {
+function lateEchoes(c: RemoteCall): Array<[number, number]> {
   const out: Array<[number, number]> = [];
   for (let i = 0; i < c.echoes.length; i++) {
     const late = c.echoes.value[i] ?? 0;
@@ -200,11 +200,14 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
   // The upstream model runs in its own process: its CPU is neither the bridge's nor the callers'.
   const model = await startup('model host', () => ModelHost.start(MODEL_SPEED, clockBase, o.modelNice));
   let bridge: Bridge | null = null;
-  const callsPlaced: CallRecord[] = [];
+  let pool: CallerPool | null = null;
+  const callsPlaced: RemoteCall[] = [];
   try {
     const nodeArgs = [...(o.profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`]), ...(o.liveHeap ? ['--inspect=127.0.0.1:0'] : [])];
     bridge = await startup('bridge', () => startBridge(model.url, calls, workers, nodeArgs, o.bridgeRoot ?? undefined));
     const b = bridge;
+    pool = await startup('caller hosts', () => CallerPool.start(o.callerProcesses, clockBase));
+    const callers = pool;
     const mediaUrl = `ws://127.0.0.1:${b.port}/media-stream`;
     progress(`bridge pid ${b.pid} on :${b.port}${workers !== null ? ` (WORKERS=${workers})` : ''}; model pid ${model.pid} on ${model.url}`);
 
@@ -224,9 +227,8 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     for (let i = 0; i < calls; i++) {
       const wait = rampStart + (i * rampMs) / calls - performance.now();
       if (wait > 0) await sleep(wait);
-      const call = new CallRecord(i, mediaUrl, runMs, clockBase);
+      const call = await callers.place(i, mediaUrl, runMs);
       callsPlaced.push(call);
-      await call.start();
       if (call.startError !== null) continue;
       call.trace = await model.nextSession(SESSION_WAIT_MS);
       if (call.trace === null) throw new StepError('load', `call ${i}: the model saw no upstream session within ${SESSION_WAIT_MS / 1000} s; pairing calls with sessions is no longer possible`);
@@ -240,15 +242,15 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     const liveHeap0 = o.liveHeap ? await liveHeapOf(b) : null;
     // Window start. The scrape folds the warm-up's event-loop samples away first.
     const m0 = await scrape(b.metricsUrl);
-    const parentLoop = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
-    parentLoop.enable();
+    callers.loopStart();
     model.loopStart();
     const machine0 = readMachineCpu();
-    const parentCpu0 = process.cpuUsage();
+    const callerCpu0 = callerCpu(callers.pids);
     const model0 = readProc(model.pid);
+    const snap0 = await callers.snapshot();
     for (const c of callsPlaced) {
-      c.w0Ms = c.caller.nowMs();
-      c.heard0 = c.caller.playedBytesTotal();
+      c.w0Ms = snap0.get(c.index)?.nowMs ?? 0;
+      c.heard0 = snap0.get(c.index)?.playedBytes ?? 0;
     }
     const w0 = readTree(b.pid);
     const w0T = now();
@@ -269,21 +271,22 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     clearInterval(rssSampler);
     rssPoints.push({ x: (w1.atMs - w0.atMs) / 60_000, y: MiB(w1.rssKiB) });
     peakRssKiB = Math.max(peakRssKiB, w1.rssKiB);
-    const parentCpu = process.cpuUsage(parentCpu0);
+    const callerCpuS = callerCpu(callers.pids) - callerCpu0;
     const model1 = readProc(model.pid);
     const machine1 = readMachineCpu();
-    parentLoop.disable();
+    const callersLoop = await callers.loopStop();
     const modelLoop = await model.loopStop();
+    const snap1 = await callers.snapshot();
     for (const c of callsPlaced) {
-      c.w1Ms = c.caller.nowMs();
-      c.heard1 = c.caller.playedBytesTotal();
+      c.w1Ms = snap1.get(c.index)?.nowMs ?? 0;
+      c.heard1 = snap1.get(c.index)?.playedBytes ?? 0;
     }
     const m1 = await scrape(b.metricsUrl);
 
     // Clears still in flight land, then everyone hangs up; the bridge sees the calls end and is
     // stopped as an orchestrator would.
     await sleep(GRACE_MS);
-    await Promise.all(callsPlaced.map((c) => c.hangUp()));
+    await callers.hangUpAndCollect();
     const hangUpDeadline = performance.now() + 5000;
     let m2: Series = await scrape(b.metricsUrl);
     while ((m2.get('callbridge_active_calls') ?? 0) > 0 && performance.now() < hangUpDeadline) {
@@ -395,7 +398,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
       0,
     );
     const machineBusy = (machine1.busy - machine0.busy) / Math.max(1, machine1.total - machine0.total);
-    const callerCores = (parentCpu.user + parentCpu.system) / 1e6 / wallS;
+    const callerCores = callerCpuS / wallS;
     const modelCores = model0 && model1 ? (model1.userS + model1.sysS - model0.userS - model0.sysS) / wallS : Number.NaN;
     const otherCores = machineBusy * os.cpus().length - cores - callerCores - (Number.isNaN(modelCores) ? 0 : modelCores);
     const reaction = summarize(reactions);
@@ -410,7 +413,19 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
           .join('; ')})`;
 
     return {
-      opts: { calls, seconds, workers, rampMs, maxTruncationErrorMs: o.maxTruncationErrorMs, maxReactionP99Ms: o.maxReactionP99Ms, profileDir: o.profileDir, liveHeap: o.liveHeap, modelNice: o.modelNice, bridgeRoot: o.bridgeRoot },
+      opts: {
+        calls,
+        seconds,
+        workers,
+        rampMs,
+        maxTruncationErrorMs: o.maxTruncationErrorMs,
+        maxReactionP99Ms: o.maxReactionP99Ms,
+        profileDir: o.profileDir,
+        liveHeap: o.liveHeap,
+        modelNice: o.modelNice,
+        bridgeRoot: o.bridgeRoot,
+        callerProcesses: o.callerProcesses,
+      },
       wallS,
       bridge: {
         pid: b.pid,
@@ -487,8 +502,8 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
       loadgen: {
         callerCores,
         modelCores,
-        callerLoopP99: Math.max(0, parentLoop.percentile(99) / 1e6 - EVENT_LOOP_RESOLUTION_MS),
-        callerLoopMax: Math.max(0, parentLoop.max / 1e6 - EVENT_LOOP_RESOLUTION_MS),
+        callerLoopP99: callersLoop.p99,
+        callerLoopMax: callersLoop.max,
         modelLoop,
         machineBusy,
         otherCores,
@@ -505,7 +520,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
       verdict,
     };
   } finally {
-    await Promise.all(callsPlaced.map((c) => c.hangUp()));
+    await pool?.close();
     const br = bridge as Bridge | null;
     if (br !== null && br.child.exitCode === null && br.child.signalCode === null) {
       // Kill the whole tree (a cluster's workers too): only processes this step started.
@@ -519,6 +534,14 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     }
     await model.close();
   }
+}
+
+/** CPU seconds the caller hosts have used so far. */
+function callerCpu(pids: readonly number[]): number {
+  return pids.reduce((sum, pid) => {
+    const p = readProc(pid);
+    return sum + (p === undefined ? 0 : p.userS + p.sysS);
+  }, 0);
 }
 
 async function liveHeapOf(b: Bridge): Promise<number> {
