@@ -23,7 +23,7 @@ import { capacityTable, fmt, machineLine, methodNotes, stepReport } from './benc
 import { runStep, StepError, type StepOptions, type StepResult } from './bench-load/run.js';
 import { slope } from './bench-load/stats.js';
 
-/** Simulated callers per caller process by default: at 200 in one process its own timers ran up to 15 ms late. */
+/** Simulated callers per caller process by default: at 200 in one process its own timers sent mark echoes up to 15-29 ms late. */
 const CALLS_PER_CALLER_PROCESS = 100;
 /** The local model yields the cores to the bridge and the callers, as a remote API would not compete for them. */
 const DEFAULT_MODEL_NICE = 10;

@@ -52,7 +52,7 @@ function main(): void {
         return;
       }
       case 'snapshot':
-        send({ type: 'snapshot', tag: cmd.tag, calls: calls.map((c) => ({ index: c.index, nowMs: c.caller.nowMs(), playedBytes: c.caller.playedBytesTotal() })) });
+        send({ type: 'snapshot', calls: calls.map((c) => ({ index: c.index, nowMs: c.caller.nowMs(), playedBytes: c.caller.playedBytesTotal() })) });
         return;
       case 'loop-start':
         loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });

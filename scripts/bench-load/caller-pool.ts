@@ -100,9 +100,11 @@ export class CallerPool {
   static async start(count: number, clockBase: bigint): Promise<CallerPool> {
     const env: NodeJS.ProcessEnv = { ...process.env, [CLOCK_BASE_ENV]: clockBase.toString() };
     delete env['NODE_OPTIONS'];
-    const hosts = await Promise.all(
+    const children: ChildProcess[] = [];
+    const started = await Promise.allSettled(
       Array.from({ length: count }, async () => {
         const child = fork(HOST_ENTRY, [], { cwd: REPO_ROOT, env, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+        children.push(child);
         const host = new Host(child);
         await new Promise<void>((resolve, reject) => {
           const timer = setTimeout(() => reject(new Error(`caller host not ready within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
@@ -118,7 +120,13 @@ export class CallerPool {
         return host;
       }),
     );
-    return new CallerPool(hosts);
+    const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed !== undefined) {
+      // None of them is any use now; none may outlive the step.
+      for (const child of children) child.kill('SIGKILL');
+      throw failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason));
+    }
+    return new CallerPool(started.map((s) => (s as PromiseFulfilledResult<Host>).value));
   }
 
   get pids(): number[] {
@@ -137,7 +145,7 @@ export class CallerPool {
 
   /** Every call's stream position and heard bytes, read now in its host. */
   async snapshot(): Promise<Map<number, CallSnapshot>> {
-    const replies = await Promise.all(this.hosts.map((h) => h.request({ type: 'snapshot', tag: '' }, (m): m is Extract<CallerHostMessage, { type: 'snapshot' }> => m.type === 'snapshot')));
+    const replies = await Promise.all(this.hosts.map((h) => h.request({ type: 'snapshot' }, (m): m is Extract<CallerHostMessage, { type: 'snapshot' }> => m.type === 'snapshot')));
     return new Map(replies.flatMap((r) => r.calls.map((c) => [c.index, c] as const)));
   }
 

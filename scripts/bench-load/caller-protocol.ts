@@ -8,7 +8,7 @@ import type { LoopStats } from './protocol.js';
 export type CallerCommand =
   | { type: 'place'; index: number; url: string; runMs: number }
   /** stream position and heard bytes of every call, now (window start or end) */
-  | { type: 'snapshot'; tag: string }
+  | { type: 'snapshot' }
   | { type: 'loop-start' }
   | { type: 'loop-stop' }
   | { type: 'hang-up' }
@@ -42,7 +42,7 @@ export interface CallObservations {
 export type CallerHostMessage =
   | { type: 'ready' }
   | { type: 'placed'; index: number; startError: string | null }
-  | { type: 'snapshot'; tag: string; calls: CallSnapshot[] }
+  | { type: 'snapshot'; calls: CallSnapshot[] }
   | { type: 'loop'; stats: LoopStats }
   | { type: 'hung-up' }
   | { type: 'collected'; calls: CallObservations[] };

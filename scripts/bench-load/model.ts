@@ -77,7 +77,14 @@ export class ModelHost {
       };
       child.on('message', onMessage);
     });
-    if (nice !== 0) reniceProcess(pid, nice);
+    if (nice !== 0) {
+      try {
+        reniceProcess(pid, nice);
+      } catch (err) {
+        child.kill('SIGKILL');
+        throw err;
+      }
+    }
     return new ModelHost(child, pid, url);
   }
 

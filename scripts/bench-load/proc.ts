@@ -248,19 +248,24 @@ export function readMachineCpu(): { busy: number; total: number } {
 }
 
 /**
- * Raises the nice value of every thread of a process (Linux keeps nice per thread; threads it
- * starts later inherit it from the thread that starts them). Returns the threads changed.
+ * Raises the nice value of every thread of a process to `nice` (Linux keeps nice per thread;
+ * threads it starts later inherit it from the thread that starts them). Never lowers one: a
+ * thread already at or above `nice` (the bench itself run under `nice`) is left as it is, which
+ * needs no privilege. Returns the threads changed.
  */
 export function reniceProcess(pid: number, nice: number): number {
   let changed = 0;
+  let lastError: Error | null = null;
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
+      if (os.getPriority(Number(tid)) >= nice) continue;
       os.setPriority(Number(tid), nice);
       changed += 1;
-    } catch {
-      // the thread ended meanwhile
+    } catch (err) {
+      // the thread ended meanwhile, or the system refused
+      lastError = err instanceof Error ? err : new Error(String(err));
     }
   }
-  if (changed === 0) throw new Error(`could not renice process ${pid} to ${nice}`);
+  if (lastError !== null && changed === 0) throw new Error(`could not renice process ${pid} to ${nice}: ${lastError.message}`);
   return changed;
 }

@@ -267,6 +267,12 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     // Window end: /proc first, so the scrape's own cost is outside the window.
     const w1 = readTree(b.pid);
     const w1T = now();
+    // The callers' stream position and heard bytes at the window's end, before anything else waits.
+    const snap1 = await callers.snapshot();
+    for (const c of callsPlaced) {
+      c.w1Ms = snap1.get(c.index)?.nowMs ?? 0;
+      c.heard1 = snap1.get(c.index)?.playedBytes ?? 0;
+    }
     const liveHeap1 = o.liveHeap ? await liveHeapOf(b) : null;
     clearInterval(rssSampler);
     rssPoints.push({ x: (w1.atMs - w0.atMs) / 60_000, y: MiB(w1.rssKiB) });
@@ -274,13 +280,8 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     const callerCpuS = callerCpu(callers.pids) - callerCpu0;
     const model1 = readProc(model.pid);
     const machine1 = readMachineCpu();
-    const callersLoop = await callers.loopStop();
     const modelLoop = await model.loopStop();
-    const snap1 = await callers.snapshot();
-    for (const c of callsPlaced) {
-      c.w1Ms = snap1.get(c.index)?.nowMs ?? 0;
-      c.heard1 = snap1.get(c.index)?.playedBytes ?? 0;
-    }
+    const callersLoop = await callers.loopStop();
     const m1 = await scrape(b.metricsUrl);
 
     // Clears still in flight land, then everyone hangs up; the bridge sees the calls end and is

@@ -114,6 +114,7 @@ export interface SimulatedCallerObserver {
 }
 
 export interface MarkEchoObservation {
+  /** just after the echo was handed to the socket */
   hrtime: bigint;
   /** stream ms when it was sent */
   atMs: number;

@@ -24,6 +24,9 @@ describe.runIf(process.platform === 'linux')('reniceProcess', () => {
       const changed = reniceProcess(pid, 7);
       expect(changed).toBe(threadNices(pid).length);
       expect(new Set(threadNices(pid))).toEqual(new Set([7]));
+      // Never lowers a nice value (that needs a privilege the bench may not have): nothing changes.
+      expect(reniceProcess(pid, 3)).toBe(0);
+      expect(new Set(threadNices(pid))).toEqual(new Set([7]));
     } finally {
       child.kill('SIGKILL');
     }
