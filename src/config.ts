@@ -63,6 +63,8 @@ export interface AgentConfig {
   turnDetection: { threshold: number; prefixPaddingMs: number; silenceDurationMs: number };
   suppressDeltasMs: number;
   markIntervalMs: number;
+  /** caller audio goes upstream in messages of this many ms (whole Twilio frames, at least one) */
+  inputAppendMs: number;
   maxBufferedInboundMs: number;
   greeting: GreetingConfig;
   tools: ToolConfig[];
@@ -232,6 +234,15 @@ const ToolSchema = Type.Unsafe<Static<typeof EndCallToolSchema> | Static<typeof 
   allOf: Object.entries(TOOL_SCHEMAS).map(([type, schema]) => ({ if: { properties: { type: { const: type } } }, then: schema })),
 });
 
+/**
+ * Caller audio per upstream message. Twilio sends a 20 ms frame 50 times a second per call, and
+ * each became a message, a write and a wake-up of the upstream: the most frequent work of the
+ * service. Sending frames in pairs halves that, and delays what the model hears by 20 ms at most
+ * (10 ms on average). 20 sends every frame at once; LiveKit's Realtime plugin sends 100 ms.
+ */
+export const DEFAULT_INPUT_APPEND_MS = 40;
+const MIN_INPUT_APPEND_MS = 20;
+const MAX_INPUT_APPEND_MS = 100;
 /** The agent config file: config/default.json, a profile file, an AGENT_CONFIG_URL answer merged over a profile. */
 export const AgentConfigFileSchema = Type.Object(
   {
@@ -247,6 +258,7 @@ export const AgentConfigFileSchema = Type.Object(
     ),
     interruption: Type.Object({ $comment: Comment, suppressDeltasMs: Int(0, 5000) }, Closed),
     playout: Type.Object({ $comment: Comment, markIntervalMs: Int(10, 100) }, Closed),
+    input: Type.Optional(Type.Object({ $comment: Comment, appendMs: Int(MIN_INPUT_APPEND_MS, MAX_INPUT_APPEND_MS) }, Closed)),
     limits: Type.Object({ $comment: Comment, maxBufferedInboundMs: Int(100, 60_000) }, Closed),
     greeting: Type.Optional(
       Nullable(Type.Object({ $comment: Comment, text: Type.Optional(TextGot()), instructions: Type.Optional(TextGot()) }, Closed), { expected: GREETING_SHAPE }),
@@ -372,6 +384,7 @@ function agentFrom(file: AgentConfigFile, greeting: GreetingConfig, tools: ToolC
     },
     suppressDeltasMs: file.interruption.suppressDeltasMs,
     markIntervalMs: file.playout.markIntervalMs,
+    inputAppendMs: file.input?.appendMs ?? DEFAULT_INPUT_APPEND_MS,
     maxBufferedInboundMs: file.limits.maxBufferedInboundMs,
     greeting,
     tools,
@@ -552,6 +565,7 @@ export function agentConfigToJson(agent: AgentConfig): Json {
     turnDetection: { ...agent.turnDetection },
     interruption: { suppressDeltasMs: agent.suppressDeltasMs },
     playout: { markIntervalMs: agent.markIntervalMs },
+    input: { appendMs: agent.inputAppendMs },
     limits: { maxBufferedInboundMs: agent.maxBufferedInboundMs },
     greeting: agent.greeting === null ? null : { ...agent.greeting },
     tools: agent.tools.map((tool) => ({ ...tool })),

@@ -198,15 +198,16 @@ export class Upsampler3x {
   /** The newest K-1 input samples, oldest first: the part of the next window already seen. */
   private readonly history = new Float32Array(UPSAMPLER_HISTORY);
 
-  process(input: Int16Array, inputLength: number, output: Int16Array): number {
+  /** Writes `inputLength` × 3 samples to `output` from `outputOffset` on, and returns that count. */
+  process(input: Int16Array, inputLength: number, output: Int16Array, outputOffset = 0): number {
     checkInput(input, inputLength);
     const outputLength = inputLength * RESAMPLE_FACTOR;
-    if (output.length < outputLength) {
-      throw new RangeError(`Upsampler3x: output holds ${output.length}, needs ${outputLength}`);
+    if (output.length - outputOffset < outputLength) {
+      throw new RangeError(`Upsampler3x: output holds ${output.length - outputOffset} from offset ${outputOffset}, needs ${outputLength}`);
     }
     for (let done = 0; done < inputLength; done += PASS_SAMPLES) {
       const count = Math.min(PASS_SAMPLES, inputLength - done);
-      this.pass(input, done, count, output, done * RESAMPLE_FACTOR);
+      this.pass(input, done, count, output, outputOffset + done * RESAMPLE_FACTOR);
     }
     return outputLength;
   }

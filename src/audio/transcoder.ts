@@ -3,8 +3,8 @@
  * API (base64 24 kHz PCM16 little-endian mono).
  *
  * Each instance owns its resampler history and scratch buffers, so one instance must serve
- * exactly one direction of one call. Scratch buffers grow only when a larger chunk than ever
- * before arrives; steady-state frames allocate nothing but the base64 string they return.
+ * exactly one direction of one call. Scratch buffers grow only when more audio than ever before
+ * is converted or held at once; steady-state frames allocate nothing but the base64 string taken.
  */
 
 import { endianness } from 'node:os';
@@ -14,6 +14,7 @@ import { DOWNSAMPLER_DELAY_SAMPLES_8K, Downsampler3x, Upsampler3x } from './resa
 
 const BYTES_PER_PCM16_SAMPLE = 2;
 const UPSAMPLE_FACTOR = 3;
+const PCM24K_SAMPLES_PER_MS = 24;
 /** Enough for a 100 ms chunk at 24 kHz PCM16 before any growth is needed. */
 const INITIAL_PCM24_BYTES = 4800;
 /** Enough for a 100 ms chunk of 8 kHz mu-law before any growth is needed. */
@@ -35,7 +36,10 @@ function grownCapacity(current: number, needed: number): number {
   return capacity;
 }
 
-/** Twilio -> Realtime: base64 mu-law 8 kHz in, base64 PCM16 LE 24 kHz out. */
+/**
+ * Twilio -> Realtime: base64 mu-law 8 kHz in, base64 PCM16 LE 24 kHz out. Converted audio is held
+ * until taken, so the caller of `push` decides how much goes into one upstream message.
+ */
 export class InboundTranscoder {
   private readonly upsampler = new Upsampler3x();
   private mulawBytes: Buffer = Buffer.alloc(INITIAL_MULAW_BYTES);
@@ -43,29 +47,57 @@ export class InboundTranscoder {
   /** `pcm24k` and `pcm24kBytes` alias the same ArrayBuffer (offset 0, so always aligned). */
   private pcm24k = new Int16Array(INITIAL_MULAW_BYTES * UPSAMPLE_FACTOR);
   private pcm24kBytes: Buffer = Buffer.from(this.pcm24k.buffer);
+  /** converted samples not taken yet: pcm24k[0, heldSamples) */
+  private heldSamples = 0;
 
-  /** Every sample is forwarded in order; resampler state carries over between calls. */
-  transcode(mulawBase64: string): string {
+  /** ms of converted audio pushed and not taken yet. */
+  get heldMs(): number {
+    return this.heldSamples / PCM24K_SAMPLES_PER_MS;
+  }
+
+  /** Converts and holds; every sample is converted in order, resampler state carries over. */
+  push(mulawBase64: string): void {
     this.ensureCapacity(maxBase64DecodedBytes(mulawBase64));
     const sampleCount = this.mulawBytes.write(mulawBase64, 0, 'base64');
     mulawDecode(this.mulawBytes, this.pcm8k, sampleCount);
-    const outSamples = this.upsampler.process(this.pcm8k, sampleCount, this.pcm24k);
-    const outBytes = outSamples * BYTES_PER_PCM16_SAMPLE;
+    this.heldSamples += this.upsampler.process(this.pcm8k, sampleCount, this.pcm24k, this.heldSamples);
+  }
+
+  /** Base64 of everything held ('' when nothing is), which is then no longer held. */
+  take(): string {
+    const outBytes = this.heldSamples * BYTES_PER_PCM16_SAMPLE;
+    this.heldSamples = 0;
     if (!HOST_IS_LITTLE_ENDIAN) this.pcm24kBytes.subarray(0, outBytes).swap16();
     return this.pcm24kBytes.toString('base64', 0, outBytes);
   }
 
+  /** push, then take: one frame in, its audio out. */
+  transcode(mulawBase64: string): string {
+    this.push(mulawBase64);
+    return this.take();
+  }
+
+  /** Drops what is held and the resampler history. */
   reset(): void {
+    this.heldSamples = 0;
     this.upsampler.reset();
   }
 
+  /** Room for `mulawBytes` more input next to what is held; what is held is kept. */
   private ensureCapacity(mulawBytes: number): void {
-    if (mulawBytes <= this.mulawBytes.length) return;
-    const capacity = grownCapacity(this.mulawBytes.length, mulawBytes);
-    this.mulawBytes = Buffer.alloc(capacity);
-    this.pcm8k = new Int16Array(capacity);
-    this.pcm24k = new Int16Array(capacity * UPSAMPLE_FACTOR);
-    this.pcm24kBytes = Buffer.from(this.pcm24k.buffer);
+    const neededOut = (this.heldSamples + mulawBytes * UPSAMPLE_FACTOR);
+    if (mulawBytes <= this.mulawBytes.length && neededOut <= this.pcm24k.length) return;
+    if (mulawBytes > this.mulawBytes.length) {
+      const capacity = grownCapacity(this.mulawBytes.length, mulawBytes);
+      this.mulawBytes = Buffer.alloc(capacity);
+      this.pcm8k = new Int16Array(capacity);
+    }
+    if (neededOut > this.pcm24k.length) {
+      const grown = new Int16Array(grownCapacity(this.pcm24k.length, neededOut));
+      grown.set(this.pcm24k.subarray(0, this.heldSamples));
+      this.pcm24k = grown;
+      this.pcm24kBytes = Buffer.from(grown.buffer);
+    }
   }
 }
 

@@ -586,13 +586,16 @@ export class CallSession {
   private forwardCallerAudio(mulawBase64: string, out: SessionAction[]): void {
     // Transcode on arrival even while buffering: the resampler's state must see every sample
     // in order, and the buffer then holds exactly what will be sent.
-    const pcm = this.inbound.transcode(mulawBase64);
+    this.inbound.push(mulawBase64);
     if (this.upstream === 'open') {
-      out.push({ kind: 'send-realtime', event: { type: 'input_audio_buffer.append', audio: pcm } });
+      // Whole frames are held until a message's worth: fewer, larger appends (inputAppendMs).
+      if (this.inbound.heldMs >= this.config.inputAppendMs) {
+        out.push({ kind: 'send-realtime', event: { type: 'input_audio_buffer.append', audio: this.inbound.take() } });
+      }
       return;
     }
-    const ms = (base64ByteLength(mulawBase64) / MULAW_BYTES_PER_MS);
-    this.pendingAppends.push(pcm);
+    const ms = this.inbound.heldMs;
+    this.pendingAppends.push(this.inbound.take());
     this.pendingAppendMs += ms;
     while (this.pendingAppendMs > this.config.maxBufferedInboundMs && this.pendingAppends.length > 1) {
       const dropped = this.pendingAppends.shift();

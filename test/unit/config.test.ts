@@ -176,7 +176,7 @@ describe('config', () => {
 
     it('fills the defaults when the keys are absent', () => {
       const raw = defaults();
-      for (const key of ['greeting', 'tools', 'dtmf', 'idle']) delete raw[key];
+      for (const key of ['greeting', 'tools', 'dtmf', 'idle', 'input']) delete raw[key];
       const a = parseAgentConfig(raw);
       expect(a.greeting).toEqual({ text: 'Hello! How can I help you today?' });
       expect(a.tools).toEqual([]);
@@ -290,6 +290,18 @@ describe('config', () => {
         expect.stringMatching(/^greeting\.txt is not a known key/),
         expect.stringMatching(/^greeting must be null/),
       ]);
+    });
+
+    it('input.appendMs: caller audio per upstream message, 20-100 ms, 40 when absent', () => {
+      expect(loadConfig({}).agent.inputAppendMs).toBe(40);
+      const raw = defaults();
+      delete raw['input'];
+      expect(parseAgentConfig(raw).inputAppendMs).toBe(40);
+      expect(parseAgentConfig({ ...defaults(), input: { appendMs: 100 } }).inputAppendMs).toBe(100);
+      expect(parseAgentConfig({ ...defaults(), input: { appendMs: 20 } }).inputAppendMs).toBe(20);
+      expect(problemsOf((c) => void (c['input'] = { appendMs: 10 }))).toEqual(['input.appendMs must be an integer in [20, 100], got 10']);
+      expect(problemsOf((c) => void (c['input'] = { appendMs: 101 }))).toEqual(['input.appendMs must be an integer in [20, 100], got 101']);
+      expect(problemsOf((c) => void (c['input'] = { appendMs: 40, frames: 2 }))).toEqual(['input.frames is not a known key (known: appendMs)']);
     });
 
     it('refuses a bad dtmf terminator and out-of-range dtmf and idle values', () => {

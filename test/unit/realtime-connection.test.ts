@@ -3,11 +3,13 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { appendJson, RealtimeConnection } from '../../src/realtime/connection.js';
+import { appendMessage, RealtimeConnection } from '../../src/realtime/connection.js';
 
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 interface RawFrame {
+  /** 1: text, 2: binary (RFC 6455 §5.2) */
+  opcode: number;
   masked: boolean;
   key: Buffer;
   payload: string;
@@ -39,7 +41,7 @@ async function rawPeer(): Promise<{ url: string; frames: RawFrame[]; server: Ser
         const key = masked ? pending.subarray(offset, offset + 4) : Buffer.alloc(4);
         const body = Buffer.from(pending.subarray(total - length, total));
         for (let i = 0; i < body.length; i++) body[i] = (body[i] ?? 0) ^ (key[i % 4] ?? 0);
-        frames.push({ masked, key: Buffer.from(key), payload: body.toString('utf8') });
+        frames.push({ opcode: (pending[0] ?? 0) & 0x0f, masked, key: Buffer.from(key), payload: body.toString('utf8') });
         pending = pending.subarray(total);
       }
     });
@@ -77,6 +79,8 @@ describe('RealtimeConnection on the wire', () => {
     connection.send({ type: 'input_audio_buffer.clear' });
     await expect.poll(() => peer.frames.length, { timeout: 2000 }).toBe(3);
     for (const frame of peer.frames) {
+      // the append leaves as a Buffer: it must still be a text frame, as the API takes only text
+      expect(frame.opcode).toBe(1);
       expect(frame.masked).toBe(true);
       expect([...frame.key]).toEqual([0, 0, 0, 0]);
     }
@@ -87,12 +91,12 @@ describe('RealtimeConnection on the wire', () => {
   });
 });
 
-describe('appendJson', () => {
-  it('is the JSON.stringify of the append for any base64 audio', () => {
+describe('appendMessage', () => {
+  it('is the UTF-8 of JSON.stringify of the append for any base64 audio', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 2000 }), (bytes) => {
         const audio = Buffer.from(bytes).toString('base64');
-        expect(appendJson(audio)).toBe(JSON.stringify({ type: 'input_audio_buffer.append', audio }));
+        expect(appendMessage(audio).toString('utf8')).toBe(JSON.stringify({ type: 'input_audio_buffer.append', audio }));
       }),
     );
   });

@@ -120,7 +120,8 @@ describe('which stream a frame belongs to', () => {
   });
 
   it('forwards the inbound track under both of Twilio\'s names, and never the outbound track', () => {
-    const h = new SessionHarness();
+    // one frame per append, so each frame's fate shows on its own
+    const h = new SessionHarness(defaultAgentConfig({ inputAppendMs: 20 }));
     h.startCall();
     const media = (track: string) =>
       h.feed({ kind: 'twilio', message: { event: 'media', sequenceNumber: '2', streamSid: STREAM_SID, media: { track, chunk: '1', timestamp: '0', payload: SILENCE_20MS_MULAW } } as never });

@@ -760,7 +760,8 @@ describe('hostile input', () => {
   });
 
   it('ignores oversized media payloads and media before start', () => {
-    const h = new SessionHarness();
+    // one frame per append, so each frame's fate shows on its own
+    const h = new SessionHarness(defaultAgentConfig({ inputAppendMs: 20 }));
     expect(kinds(h.callerMedia(SILENCE_20MS_MULAW))).toEqual([]);
     h.startCall();
     const big = Buffer.alloc(16_000, 0xff).toString('base64');

@@ -140,6 +140,40 @@ describe('InboundTranscoder (Twilio -> Realtime)', () => {
     }
   });
 
+  it('holds what is pushed until taken: any takes, random pushes, past the scratch size, bit-identical to one go', () => {
+    const codes = Buffer.from(mulawOf(randomPcm(12_000, 5)));
+    const whole = Buffer.from(new InboundTranscoder().transcode(codes.toString('base64')), 'base64');
+    const transcoder = new InboundTranscoder();
+    const parts: Buffer[] = [];
+    let offset = 0;
+    let held = 0;
+    let n = 0;
+    for (const size of randomChunkSizes(codes.length, 3, 700)) {
+      transcoder.push(codes.subarray(offset, offset + size).toString('base64'));
+      offset += size;
+      held += size;
+      expect(transcoder.heldMs).toBe(held / 8);
+      // take after every third push: up to ~2 s held at once, far past the 100 ms of scratch
+      if (++n % 3 === 0) {
+        parts.push(Buffer.from(transcoder.take(), 'base64'));
+        held = 0;
+        expect(transcoder.heldMs).toBe(0);
+      }
+    }
+    parts.push(Buffer.from(transcoder.take(), 'base64'));
+    expect(transcoder.take()).toBe('');
+    expect(concatBuffers(parts).equals(whole)).toBe(true);
+  });
+
+  it('reset() drops what is held', () => {
+    const transcoder = new InboundTranscoder();
+    transcoder.push(Buffer.alloc(FRAME_BYTES, 0x12).toString('base64'));
+    expect(transcoder.heldMs).toBe(20);
+    transcoder.reset();
+    expect(transcoder.heldMs).toBe(0);
+    expect(transcoder.take()).toBe('');
+  });
+
   it('reset() forgets the resampler history', () => {
     const a = Buffer.from(mulawOf(randomPcm(300, 3))).toString('base64');
     const b = Buffer.from(mulawOf(randomPcm(300, 4))).toString('base64');
