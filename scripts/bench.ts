@@ -11,6 +11,7 @@
  */
 
 import { Session } from 'node:inspector/promises';
+import { createRequire } from 'node:module';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
@@ -453,6 +454,31 @@ async function twilioParseTable(): Promise<void> {
   console.log('old space / frame: growth of V8\'s old space over 100000 frames between full GCs (strings JSON.parse interns live there until the next full GC).');
 }
 
+type Unmask = (buffer: Buffer, mask: Buffer) => void;
+
+/**
+ * Every frame Twilio sends is masked (RFC 6455 requires it of clients) and ws unmasks it in place.
+ * Without bufferutil, ws does it in a JavaScript loop over the bytes; with it, in native code.
+ * Both functions come from bufferutil: its fallback is the same byte loop ws carries.
+ */
+function websocketUnmaskTable(): void {
+  const require = createRequire(import.meta.url);
+  const native = require('bufferutil') as { unmask: Unmask };
+  const loop = require('bufferutil/fallback.js') as { unmask: Unmask };
+  const nativeLoaded = native !== loop;
+  const frameBytes = Buffer.byteLength(twilioFrameText(1_000_000, inboundFrames()[0]!));
+  const frame = Buffer.alloc(frameBytes, 0x41);
+  const key = Buffer.from([0x12, 0x34, 0x56, 0x78]);
+  const rows: string[][] = [];
+  for (const [name, unmask] of [
+    ['JavaScript byte loop (ws without bufferutil)', loop.unmask],
+    [nativeLoaded ? 'bufferutil, native (what ws loads)' : 'bufferutil (its native part did not load: the loop again)', native.unmask],
+  ] as const) {
+    rows.push([name, ns(nsPerFrame(function frameStep() { unmask(frame, key); return frame[0]!; }))]);
+  }
+  printTable(`WebSocket unmasking of one Twilio media frame (${frameBytes} bytes), per frame`, ['path', 'time'], rows);
+}
+
 function oldSpaceGrowthPerFrame(step: FrameStep): number {
   const OLD_SPACE_FRAMES = 100_000;
   const oldUsed = (): number => v8.getHeapSpaceStatistics().find((sp) => sp.space_name === 'old_space')?.space_used_size ?? Number.NaN;
@@ -792,6 +818,7 @@ async function main(): Promise<void> {
       'output b64 string: heap size of the one string the brief allows per frame; other = the rest, ~0 when the hot path is allocation-free.',
   );
   await twilioParseTable();
+  websocketUnmaskTable();
   console.log(`done in ${((Date.now() - startedMs) / 1000).toFixed(1)} s (checksum ${sink})`);
 }
 
