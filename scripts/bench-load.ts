@@ -50,7 +50,7 @@ const USAGE = `usage: npm run bench:load -- [options]
   --caller-processes N          child processes the simulated callers are spread over (default: one per 100 calls, at most one
                                 per core), so one process's own event-loop delay is not in every call's figures
   --bridge-root DIR             measure the bridge of another checkout (its src/main.ts, run with its own node_modules), e.g. a
-                                baseline commit: git worktree add /tmp/base <commit>, then --bridge-root /tmp/base
+                                baseline commit: git worktree add /tmp/base <commit>, npm ci in it, then --bridge-root /tmp/base
   --profile DIR                 write V8 CPU profiles of the bridge's processes to DIR (node --cpu-prof; adds overhead)
 environment: BENCH_DEBUG=1 prints each incorrect call's timeline (JSON) to stderr
 `;
