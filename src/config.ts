@@ -241,8 +241,11 @@ const ToolSchema = Type.Unsafe<Static<typeof EndCallToolSchema> | Static<typeof 
  * (10 ms on average). 20 sends every frame at once; LiveKit's Realtime plugin sends 100 ms.
  */
 export const DEFAULT_INPUT_APPEND_MS = 40;
+/** Twilio's frame: appends are whole frames, so a size between two multiples would only mislead. */
+const TWILIO_FRAME_MS = 20;
 const MIN_INPUT_APPEND_MS = 20;
 const MAX_INPUT_APPEND_MS = 100;
+const INPUT_APPEND_MS_CHOICES = '20, 40, 60, 80 or 100';
 /** The agent config file: config/default.json, a profile file, an AGENT_CONFIG_URL answer merged over a profile. */
 export const AgentConfigFileSchema = Type.Object(
   {
@@ -258,7 +261,20 @@ export const AgentConfigFileSchema = Type.Object(
     ),
     interruption: Type.Object({ $comment: Comment, suppressDeltasMs: Int(0, 5000) }, Closed),
     playout: Type.Object({ $comment: Comment, markIntervalMs: Int(10, 100) }, Closed),
-    input: Type.Optional(Type.Object({ $comment: Comment, appendMs: Int(MIN_INPUT_APPEND_MS, MAX_INPUT_APPEND_MS) }, Closed)),
+    input: Type.Optional(
+      Type.Object(
+        {
+          $comment: Comment,
+          appendMs: Type.Integer({
+            minimum: MIN_INPUT_APPEND_MS,
+            maximum: MAX_INPUT_APPEND_MS,
+            multipleOf: TWILIO_FRAME_MS,
+            expected: `one of ${INPUT_APPEND_MS_CHOICES}`,
+          }),
+        },
+        Closed,
+      ),
+    ),
     limits: Type.Object({ $comment: Comment, maxBufferedInboundMs: Int(100, 60_000) }, Closed),
     greeting: Type.Optional(
       Nullable(Type.Object({ $comment: Comment, text: Type.Optional(TextGot()), instructions: Type.Optional(TextGot()) }, Closed), { expected: GREETING_SHAPE }),
@@ -293,7 +309,7 @@ const agentConfigFile = compile(AgentConfigFileSchema, { root: 'config file' });
 export const AGENT_CONFIG_KEYS: readonly string[] = Object.keys(AgentConfigFileSchema.properties).filter((k) => k !== '$comment');
 
 /** The problems are listed as the sections of the file are read: these first, in this order. */
-const LEADING_KEYS: readonly string[] = ['model', 'instructions', 'voice', 'transcription', 'turnDetection', 'interruption', 'playout', 'limits'];
+const LEADING_KEYS: readonly string[] = ['model', 'instructions', 'voice', 'transcription', 'turnDetection', 'interruption', 'playout', 'input', 'limits'];
 /** Then unknown keys (top level, then nested), then these sections, then placeholders. */
 const TRAILING_KEYS: readonly string[] = ['noiseReduction', 'greeting', 'tools', 'dtmf', 'idle', 'voicemail'];
 

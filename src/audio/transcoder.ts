@@ -71,13 +71,13 @@ export class InboundTranscoder {
     return this.pcm24kBytes.toString('base64', 0, outBytes);
   }
 
-  /** push, then take: one frame in, its audio out. */
+  /** push, then take: for a caller that sends each piece as it converts it (tests, the bench). */
   transcode(mulawBase64: string): string {
     this.push(mulawBase64);
     return this.take();
   }
 
-  /** Drops what is held and the resampler history. */
+  /** A new stream: audio held for the old one must not open it, nor its filter history colour it. */
   reset(): void {
     this.heldSamples = 0;
     this.upsampler.reset();
@@ -85,7 +85,7 @@ export class InboundTranscoder {
 
   /** Room for `mulawBytes` more input next to what is held; what is held is kept. */
   private ensureCapacity(mulawBytes: number): void {
-    const neededOut = (this.heldSamples + mulawBytes * UPSAMPLE_FACTOR);
+    const neededOut = this.heldSamples + mulawBytes * UPSAMPLE_FACTOR;
     if (mulawBytes <= this.mulawBytes.length && neededOut <= this.pcm24k.length) return;
     if (mulawBytes > this.mulawBytes.length) {
       const capacity = grownCapacity(this.mulawBytes.length, mulawBytes);

@@ -114,7 +114,8 @@ describe('upstream faults', () => {
     cleanups.push(() => second.close());
     await eventually(() => sentOfType(second, 1, 'response.done').length === 1, 'answered once the upstream is back', 20_000);
     // the whole sentence said while no upstream existed was kept and delivered
-    const appendedMs = second.received.filter((r) => r.event.type === 'input_audio_buffer.append').length * 20;
+    // 24 kHz PCM16: 48 bytes per ms, whatever the size of each append
+    const appendedMs = second.received.reduce((ms, r) => (r.event.type === 'input_audio_buffer.append' && typeof r.event['audio'] === 'string' ? ms + Buffer.from(r.event['audio'], 'base64').length / 48 : ms), 0);
     expect(appendedMs).toBeGreaterThan(1100);
     expect(second.errors).toEqual([]);
   });

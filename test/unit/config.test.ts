@@ -292,15 +292,16 @@ describe('config', () => {
       ]);
     });
 
-    it('input.appendMs: caller audio per upstream message, 20-100 ms, 40 when absent', () => {
+    it('input.appendMs: caller audio per upstream message, whole 20 ms frames up to 100 ms, 40 when absent', () => {
       expect(loadConfig({}).agent.inputAppendMs).toBe(40);
       const raw = defaults();
       delete raw['input'];
       expect(parseAgentConfig(raw).inputAppendMs).toBe(40);
       expect(parseAgentConfig({ ...defaults(), input: { appendMs: 100 } }).inputAppendMs).toBe(100);
       expect(parseAgentConfig({ ...defaults(), input: { appendMs: 20 } }).inputAppendMs).toBe(20);
-      expect(problemsOf((c) => void (c['input'] = { appendMs: 10 }))).toEqual(['input.appendMs must be an integer in [20, 100], got 10']);
-      expect(problemsOf((c) => void (c['input'] = { appendMs: 101 }))).toEqual(['input.appendMs must be an integer in [20, 100], got 101']);
+      for (const bad of [10, 50, 101, 120, 40.5]) {
+        expect(problemsOf((c) => void (c['input'] = { appendMs: bad }))).toEqual([`input.appendMs must be one of 20, 40, 60, 80 or 100, got ${bad}`]);
+      }
       expect(problemsOf((c) => void (c['input'] = { appendMs: 40, frames: 2 }))).toEqual(['input.frames is not a known key (known: appendMs)']);
     });
 

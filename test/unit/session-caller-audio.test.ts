@@ -1,6 +1,6 @@
 /**
  * How CallSession sends the caller's audio upstream: whole Twilio frames gathered into appends of
- * `inputAppendMs`, every sample exactly once and in order, whatever happens to the upstream.
+ * `inputAppendMs`, every sample exactly once and in order, across the loss of the upstream too.
  */
 import { describe, expect, it } from 'vitest';
 import { InboundTranscoder } from '../../src/audio/transcoder.js';
@@ -96,13 +96,37 @@ describe('caller audio upstream', () => {
     expect(Buffer.concat(appends(h))).toEqual(reference(payloads.slice(0, 8)));
   });
 
-  it('an append goes after the session.update of its upstream, never before', () => {
+  it('a frame held when the upstream is lost waits for the new session: its session.update goes first, then the pair', () => {
     const h = new SessionHarness(plain());
-    h.sendStart();
-    for (const p of frames(3)) h.callerMedia(p);
-    h.feed({ kind: 'upstream-open' });
-    const types = sentUpstream(h).map((e) => e.type);
+    h.startCall();
+    const payloads = frames(4);
+    for (const p of payloads.slice(0, 3)) h.callerMedia(p); // 40 ms sent, 20 ms held
+    h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
+    const beforeOpen = h.mark();
+    h.feed({ kind: 'upstream-open' }); // back before the next frame: nothing to send yet
+    expect(appends(h, beforeOpen)).toEqual([]);
+    h.callerMedia(payloads[3]!);
+    const types = sentUpstream(h, beforeOpen).map((e) => e.type);
     expect(types[0]).toBe('session.update');
-    expect(types.slice(1)).toEqual(['input_audio_buffer.append', 'input_audio_buffer.append', 'input_audio_buffer.append']);
+    expect(types.filter((t) => t === 'input_audio_buffer.append')).toHaveLength(1);
+    expect(types.indexOf('input_audio_buffer.append')).toBeGreaterThan(types.indexOf('session.update'));
+    expect(appends(h, beforeOpen).map((a) => a.length / PCM_BYTES_PER_MS)).toEqual([40]);
+    expect(Buffer.concat(appends(h))).toEqual(reference(payloads));
+  });
+
+  it('the bound on audio buffered while reconnecting drops the oldest first, a carried frame with it', () => {
+    const h = new SessionHarness(plain({ maxBufferedInboundMs: 100 }));
+    h.startCall();
+    const payloads = frames(13);
+    for (const p of payloads.slice(0, 3)) h.callerMedia(p); // 40 ms sent, frame 2 held
+    h.feed({ kind: 'upstream-closed', code: 1006, reason: '' });
+    // frame 2 leaves with frame 3 as one 40 ms piece, then 20 ms pieces: 220 ms, over the bound
+    for (const p of payloads.slice(3)) h.callerMedia(p);
+    const beforeOpen = h.mark();
+    h.feed({ kind: 'upstream-open' });
+    const kept = appends(h, beforeOpen);
+    // the newest 100 ms: frames 8..12, as the one converter of the whole call made them
+    expect(kept.map((a) => a.length / PCM_BYTES_PER_MS)).toEqual([20, 20, 20, 20, 20]);
+    expect(Buffer.concat(kept)).toEqual(reference(payloads).subarray(8 * 20 * PCM_BYTES_PER_MS));
   });
 });

@@ -153,7 +153,7 @@ describe('InboundTranscoder (Twilio -> Realtime)', () => {
       offset += size;
       held += size;
       expect(transcoder.heldMs).toBe(held / 8);
-      // take after every third push: up to ~2 s held at once, far past the 100 ms of scratch
+      // take after every third push: up to ~260 ms held at once, past the 100 ms of scratch
       if (++n % 3 === 0) {
         parts.push(Buffer.from(transcoder.take(), 'base64'));
         held = 0;

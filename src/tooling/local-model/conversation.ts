@@ -635,7 +635,7 @@ class InputBuffer {
 
   /** Drops stored audio older than `keepSamples` before the end; never changes `pendingSamples`. */
   keepTail(keepSamples: number): void {
-    // Trim only when well over the limit, so a steady stream of 20 ms appends costs no copying.
+    // Trim only when well over the limit, so a steady stream of small appends costs no copying.
     if (this.storedSamples <= keepSamples * 2) return;
     const all = concatSamples(this.chunks, this.storedSamples);
     const tail = all.slice(all.length - keepSamples);
