@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Type } from 'typebox';
 import type { Static } from 'typebox';
 import { mergeAgentJson } from './agent/merge.js';
+import { FRAME_MS } from './audio/wire-format.js';
 import { BUILTIN_PLACEHOLDERS, CONTEXT_PREFIX, unknownPlaceholders } from './agent/template.js';
 import { compile, Nullable } from './validation/validator.js';
 import type { Problem } from './validation/validator.js';
@@ -241,8 +242,6 @@ const ToolSchema = Type.Unsafe<Static<typeof EndCallToolSchema> | Static<typeof 
  * (10 ms on average). 20 sends every frame at once; LiveKit's Realtime plugin sends 100 ms.
  */
 export const DEFAULT_INPUT_APPEND_MS = 40;
-/** Twilio's frame: appends are whole frames, so a size between two multiples would only mislead. */
-const TWILIO_FRAME_MS = 20;
 const MIN_INPUT_APPEND_MS = 20;
 const MAX_INPUT_APPEND_MS = 100;
 const INPUT_APPEND_MS_CHOICES = '20, 40, 60, 80 or 100';
@@ -268,7 +267,8 @@ export const AgentConfigFileSchema = Type.Object(
           appendMs: Type.Integer({
             minimum: MIN_INPUT_APPEND_MS,
             maximum: MAX_INPUT_APPEND_MS,
-            multipleOf: TWILIO_FRAME_MS,
+            // appends are whole Twilio frames: a size between two multiples would only mislead
+            multipleOf: FRAME_MS,
             expected: `one of ${INPUT_APPEND_MS_CHOICES}`,
           }),
         },

@@ -11,10 +11,10 @@ import { endianness } from 'node:os';
 
 import { mulawDecode, mulawEncode } from './g711.js';
 import { DOWNSAMPLER_DELAY_SAMPLES_8K, Downsampler3x, Upsampler3x } from './resampler.js';
+import { PCM24K_BYTES_PER_MS } from './wire-format.js';
 
 const BYTES_PER_PCM16_SAMPLE = 2;
 const UPSAMPLE_FACTOR = 3;
-const PCM24K_SAMPLES_PER_MS = 24;
 /** Enough for a 100 ms chunk at 24 kHz PCM16 before any growth is needed. */
 const INITIAL_PCM24_BYTES = 4800;
 /** Enough for a 100 ms chunk of 8 kHz mu-law before any growth is needed. */
@@ -52,7 +52,7 @@ export class InboundTranscoder {
 
   /** ms of converted audio pushed and not taken yet. */
   get heldMs(): number {
-    return this.heldSamples / PCM24K_SAMPLES_PER_MS;
+    return (this.heldSamples * BYTES_PER_PCM16_SAMPLE) / PCM24K_BYTES_PER_MS;
   }
 
   /** Converts and holds; every sample is converted in order, resampler state carries over. */

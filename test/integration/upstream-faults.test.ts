@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
+import { PCM24K_BYTES_PER_MS } from '../../src/audio/wire-format.js';
 import { loadFallbackAudio } from '../../src/call/fallback-audio.js';
 import { startLocalRealtimeServer } from '../../src/tooling/local-model/server.js';
 import type { LocalRealtimeServer } from '../../src/tooling/local-model/server.js';
@@ -114,8 +115,8 @@ describe('upstream faults', () => {
     cleanups.push(() => second.close());
     await eventually(() => sentOfType(second, 1, 'response.done').length === 1, 'answered once the upstream is back', 20_000);
     // the whole sentence said while no upstream existed was kept and delivered
-    // 24 kHz PCM16: 48 bytes per ms, whatever the size of each append
-    const appendedMs = second.received.reduce((ms, r) => (r.event.type === 'input_audio_buffer.append' && typeof r.event['audio'] === 'string' ? ms + Buffer.from(r.event['audio'], 'base64').length / 48 : ms), 0);
+    // by the bytes, whatever the size of each append
+    const appendedMs = second.received.reduce((ms, r) => (r.event.type === 'input_audio_buffer.append' && typeof r.event['audio'] === 'string' ? ms + Buffer.from(r.event['audio'], 'base64').length / PCM24K_BYTES_PER_MS : ms), 0);
     expect(appendedMs).toBeGreaterThan(1100);
     expect(second.errors).toEqual([]);
   });

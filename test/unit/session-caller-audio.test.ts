@@ -4,13 +4,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { InboundTranscoder } from '../../src/audio/transcoder.js';
+import { PCM24K_BYTES_PER_MS } from '../../src/audio/wire-format.js';
 import { DEFAULT_INPUT_APPEND_MS } from '../../src/config.js';
 import type { AgentConfig } from '../../src/config.js';
 import type { RealtimeClientEvent } from '../../src/realtime/events.js';
 import { SessionHarness, defaultAgentConfig } from '../support/session-harness.js';
 
-/** 24 kHz PCM16 bytes per ms */
-const PCM_BYTES_PER_MS = 48;
 
 /** Distinct 20 ms frames (each a different level and shape), so order and loss show. */
 function frames(count: number, bytes = 160): string[] {
@@ -46,11 +45,11 @@ describe('caller audio upstream', () => {
     for (const p of payloads) {
       const before = h.mark();
       h.callerMedia(p);
-      sizes.push(...appends(h, before).map((a) => a.length / PCM_BYTES_PER_MS));
+      sizes.push(...appends(h, before).map((a) => a.length / PCM24K_BYTES_PER_MS));
     }
     // after frames 2 and 4; frame 5 waits
     expect(sizes).toEqual([40, 40]);
-    expect(Buffer.concat(appends(h))).toEqual(reference(payloads).subarray(0, 80 * PCM_BYTES_PER_MS));
+    expect(Buffer.concat(appends(h))).toEqual(reference(payloads).subarray(0, 80 * PCM24K_BYTES_PER_MS));
   });
 
   it('forwards every sample once and in order, bit-identical to converting frame by frame, for any append size', () => {
@@ -62,9 +61,9 @@ describe('caller audio upstream', () => {
       const sent = appends(h);
       const framesPerAppend = inputAppendMs / 20;
       expect(sent).toHaveLength(Math.floor(51 / framesPerAppend));
-      for (const a of sent) expect(a.length).toBe(inputAppendMs * PCM_BYTES_PER_MS);
+      for (const a of sent) expect(a.length).toBe(inputAppendMs * PCM24K_BYTES_PER_MS);
       const whole = Math.floor(51 / framesPerAppend) * framesPerAppend;
-      expect(Buffer.concat(sent)).toEqual(reference(payloads).subarray(0, whole * 20 * PCM_BYTES_PER_MS));
+      expect(Buffer.concat(sent)).toEqual(reference(payloads).subarray(0, whole * 20 * PCM24K_BYTES_PER_MS));
     }
   });
 
@@ -74,7 +73,7 @@ describe('caller audio upstream', () => {
     // 30 ms frames (240 bytes of mu-law): 30 held, then 60 sent
     const payloads = frames(4, 240);
     for (const p of payloads) h.callerMedia(p);
-    expect(appends(h).map((a) => a.length / PCM_BYTES_PER_MS)).toEqual([60, 60]);
+    expect(appends(h).map((a) => a.length / PCM24K_BYTES_PER_MS)).toEqual([60, 60]);
     expect(Buffer.concat(appends(h))).toEqual(reference(payloads));
   });
 
@@ -90,9 +89,9 @@ describe('caller audio upstream', () => {
     h.feed({ kind: 'upstream-open' });
     const reopened = appends(h, beforeOpen);
     // the held frame travels with the first frame buffered after the loss
-    expect(reopened.map((a) => a.length / PCM_BYTES_PER_MS)).toEqual([40, 20, 20]);
+    expect(reopened.map((a) => a.length / PCM24K_BYTES_PER_MS)).toEqual([40, 20, 20]);
     for (const p of payloads.slice(6)) h.callerMedia(p); // paired again from here
-    expect(appends(h).map((a) => a.length / PCM_BYTES_PER_MS)).toEqual([40, 40, 20, 20, 40]);
+    expect(appends(h).map((a) => a.length / PCM24K_BYTES_PER_MS)).toEqual([40, 40, 20, 20, 40]);
     expect(Buffer.concat(appends(h))).toEqual(reference(payloads.slice(0, 8)));
   });
 
@@ -110,7 +109,7 @@ describe('caller audio upstream', () => {
     expect(types[0]).toBe('session.update');
     expect(types.filter((t) => t === 'input_audio_buffer.append')).toHaveLength(1);
     expect(types.indexOf('input_audio_buffer.append')).toBeGreaterThan(types.indexOf('session.update'));
-    expect(appends(h, beforeOpen).map((a) => a.length / PCM_BYTES_PER_MS)).toEqual([40]);
+    expect(appends(h, beforeOpen).map((a) => a.length / PCM24K_BYTES_PER_MS)).toEqual([40]);
     expect(Buffer.concat(appends(h))).toEqual(reference(payloads));
   });
 
@@ -126,7 +125,7 @@ describe('caller audio upstream', () => {
     h.feed({ kind: 'upstream-open' });
     const kept = appends(h, beforeOpen);
     // the newest 100 ms: frames 8..12, as the one converter of the whole call made them
-    expect(kept.map((a) => a.length / PCM_BYTES_PER_MS)).toEqual([20, 20, 20, 20, 20]);
-    expect(Buffer.concat(kept)).toEqual(reference(payloads).subarray(8 * 20 * PCM_BYTES_PER_MS));
+    expect(kept.map((a) => a.length / PCM24K_BYTES_PER_MS)).toEqual([20, 20, 20, 20, 20]);
+    expect(Buffer.concat(kept)).toEqual(reference(payloads).subarray(8 * 20 * PCM24K_BYTES_PER_MS));
   });
 });
